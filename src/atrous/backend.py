@@ -1,0 +1,41 @@
+"""Array namespace and global configuration.
+
+Kernels never hard-code ``np.`` on data: they ask ``get_array_module(x)`` for the namespace of
+their input, so the same code runs on NumPy arrays today and CuPy arrays later.
+"""
+from __future__ import annotations
+
+import numpy as np
+
+DEFAULT_DTYPE = np.float32
+
+
+def get_array_module(*arrays):
+    """Return the array namespace (``numpy`` or ``cupy``) of the first array that has one."""
+    for a in arrays:
+        mod = type(a).__module__
+        if mod.startswith("cupy"):
+            import cupy  # imported only when a CuPy array is actually seen
+
+            return cupy
+    return np
+
+
+class Config:
+    """Global knobs, in the spirit of ``torch.backends``.
+
+    workspace_bytes: upper bound on the im2col column buffer of one conv call; larger calls
+        are split over the batch so peak memory stays bounded (Caffe's one-image-at-a-time
+        idea, generalised to as many images as fit).
+    conv_algorithm: 'auto' lets the library choose; 'gemm' forces im2col + GEMM.
+    """
+
+    def __init__(self):
+        self.workspace_bytes = 256 * 1024 * 1024
+        self.conv_algorithm = "auto"
+
+    def __repr__(self):
+        return f"Config(workspace_bytes={self.workspace_bytes}, conv_algorithm={self.conv_algorithm!r})"
+
+
+config = Config()
