@@ -441,3 +441,15 @@ def test_module_list_and_dict(torch):
         md.update([("x", nn.ReLU(), 1)])
     md.clear()
     assert len(md) == 0
+
+
+def test_replacing_an_entry_keeps_its_position(torch):
+    ours, theirs = nn.Sequential(nn.Linear(2, 2), nn.BatchNorm1d(2)), torch.nn.Sequential(torch.nn.Linear(2, 2), torch.nn.BatchNorm1d(2))
+    ours[0].weight = Parameter(np.zeros((2, 2), np.float32))
+    theirs[0].weight = torch.nn.Parameter(torch.zeros(2, 2))
+    ours[1].running_mean = np.ones(2, np.float32)
+    theirs[1].running_mean = torch.ones(2)
+    ours[0] = nn.Linear(2, 2)
+    theirs[0] = torch.nn.Linear(2, 2)
+    assert list(ours.state_dict()) == list(theirs.state_dict())
+    np.testing.assert_array_equal(ours[1].running_mean.data, 1)

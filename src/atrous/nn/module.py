@@ -5,10 +5,11 @@ registers a child, and ``register_buffer`` registers state that is saved but not
 (BatchNorm's running statistics). The three live in ordered dicts, so names come out in
 definition order, and ``state_dict`` keys are the dotted paths PyTorch gives the same tree:
 
->>> class Net(Module):
+>>> from atrous import nn
+>>> class Net(nn.Module):
 ...     def __init__(self):
 ...         super().__init__()
-...         self.fc = Linear(4, 2)
+...         self.fc = nn.Linear(4, 2)
 >>> list(Net().state_dict())
 ['fc.weight', 'fc.bias']
 """
