@@ -1,0 +1,177 @@
+"""conv2d over a set of real layers, atrous vs PyTorch, and peak memory of a large convolution.
+
+For each layer: forward alone and forward + backward (gradients of input, weight and bias),
+float32, 2 threads each, median ms, GFLOP/s (a forward is 2*N*O*OH*OW*C/groups*KH*KW flops,
+forward + backward three times that), and the ratio atrous / torch, where torch is the better
+of its contiguous (NCHW) and channels_last layouts. Then the geometric mean of the ratios.
+
+Last, in a fresh subprocess each, the peak memory of one (64, 3, 512, 512) x 3x3x64 conv2d
+(padding 1) under the default workspace limit, by tracemalloc (NumPy's allocations) and by
+ru_maxrss (the whole process).
+
+Run from the repository root (unset the OpenBLAS overrides for fair numbers)::
+
+    env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/conv_layers.py
+    ... conv_layers.py --layers resnet_56,depthwise --no-memory
+"""
+from __future__ import annotations
+
+import argparse
+import os
+import subprocess
+import sys
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+
+from common import geomean, header, median_ms  # noqa: E402
+
+import numpy as np  # noqa: E402
+
+# name: (N, C, H=W, O, k, stride, padding, dilation, groups)
+LAYERS = {
+    "alexnet_conv1": (8, 3, 227, 96, 11, 4, 0, 1, 1),
+    "resnet_56": (8, 64, 56, 64, 3, 1, 1, 1, 1),
+    "resnet_28": (8, 128, 28, 128, 3, 1, 1, 1, 1),
+    "resnet_14": (8, 256, 14, 256, 3, 1, 1, 1, 1),
+    "resnet_7": (8, 512, 7, 512, 3, 1, 1, 1, 1),
+    "resnet_down": (8, 64, 56, 128, 3, 2, 1, 1, 1),
+    "bottleneck_1x1": (8, 256, 56, 64, 1, 1, 0, 1, 1),
+    "dilated_r2": (4, 64, 64, 64, 3, 1, 2, 2, 1),
+    "depthwise": (8, 128, 56, 128, 3, 1, 1, 1, 128),
+    "cifar_small": (64, 16, 32, 16, 3, 1, 1, 1, 1),
+}
+
+MEMORY_SCRIPT = r"""
+import resource, sys, tracemalloc
+import numpy as np
+sys.path.insert(0, "src")
+lib = sys.argv[1]
+x = np.random.default_rng(0).standard_normal((64, 3, 512, 512), dtype=np.float32)
+w = np.random.default_rng(1).standard_normal((64, 3, 3, 3), dtype=np.float32)
+if lib == "atrous":
+    import atrous
+    import atrous.functional as F
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    tracemalloc.start()
+    y = F.conv2d(x, w, padding=1)
+    _, peak = tracemalloc.get_traced_memory()
+    extra = atrous.config.workspace_bytes
+else:
+    import torch
+    torch.set_num_threads(2)
+    base = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+    with torch.no_grad():
+        y = torch.nn.functional.conv2d(torch.from_numpy(x), torch.from_numpy(w), padding=1)
+    peak, extra = 0, 0
+rss = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss
+print(peak, (rss - base) * 1024, extra, y.numel() * 4 if hasattr(y, "numel") else y.data.nbytes)
+"""
+
+
+def layer_flops(N, C, H, O, k, s, p, d, g):
+    OH = (H + 2 * p - d * (k - 1) - 1) // s + 1
+    return 2.0 * N * O * OH * OH * (C // g) * k * k
+
+
+def bench_layer(cfg, F, atrous, torch):
+    N, C, H, O, k, s, p, d, g = cfg
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((N, C, H, H), dtype=np.float32)
+    w = (rng.standard_normal((O, C // g, k, k), dtype=np.float32) * 0.1).astype(np.float32)
+    b = rng.standard_normal(O, dtype=np.float32)
+    args = dict(stride=s, padding=p, dilation=d, groups=g)
+    gy = rng.standard_normal(F.conv2d(x, w, b, **args).shape, dtype=np.float32)
+
+    def at_fwd():
+        F.conv2d(x, w, b, **args)
+
+    X, W, B = (atrous.Tensor(a, requires_grad=True) for a in (x, w, b))
+
+    def at_fwd_bwd():
+        X.grad = W.grad = B.grad = None
+        F.conv2d(X, W, B, **args).backward(gy)
+
+    at = (median_ms(at_fwd), median_ms(at_fwd_bwd))
+    if torch is None:
+        return at, None
+    TF = torch.nn.functional
+    tg = torch.from_numpy(gy)
+    best = [float("inf"), float("inf")]
+    for fmt in (torch.contiguous_format, torch.channels_last):
+        tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
+        tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
+        tb = torch.from_numpy(b).requires_grad_()
+        tgf = tg.contiguous(memory_format=fmt)
+
+        def th_fwd():
+            with torch.no_grad():
+                TF.conv2d(tx, tw, tb, **args)
+
+        def th_fwd_bwd():
+            tx.grad = tw.grad = tb.grad = None
+            TF.conv2d(tx, tw, tb, **args).backward(tgf)
+
+        best[0] = min(best[0], median_ms(th_fwd))
+        best[1] = min(best[1], median_ms(th_fwd_bwd))
+    return at, tuple(best)
+
+
+def memory_report():
+    root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+    print("\npeak memory, conv2d of a (64, 3, 512, 512) float32 input, 64 3x3 filters, padding 1:")
+    for lib in ("atrous", "torch"):
+        r = subprocess.run([sys.executable, "-c", MEMORY_SCRIPT, lib], cwd=root, capture_output=True, text=True)
+        if r.returncode != 0:
+            print(f"  {lib}: failed: {r.stderr.strip().splitlines()[-1:]}")
+            continue
+        traced, rss, workspace, out_bytes = (int(v) for v in r.stdout.split())
+        mib = 1 / 2**20
+        line = f"  {lib:6s} process peak grew {rss * mib:8.0f} MiB (output alone {out_bytes * mib:.0f} MiB)"
+        if lib == "atrous":
+            cols = 64 * 3 * 9 * 512 * 512 * 4
+            line += (
+                f"; NumPy peak {traced * mib:.0f} MiB = output + {(traced - out_bytes) * mib:.0f} MiB "
+                f"working memory (workspace limit {workspace * mib:.0f} MiB; unchunked columns "
+                f"would be {cols * mib:.0f} MiB)"
+            )
+        print(line)
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--layers", default=",".join(LAYERS), help="comma-separated layer names")
+    parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    opts = parser.parse_args()
+    header("conv2d layers, float32")
+    import atrous
+    import atrous.functional as F
+
+    try:
+        import torch
+    except ImportError:
+        torch = None
+    cols = "layer            fwd ms  torch  GF/s  ratio | f+b ms   torch  GF/s  ratio"
+    print(cols)
+    ratios_f, ratios_fb = [], []
+    for name in opts.layers.split(","):
+        cfg = LAYERS[name]
+        fl = layer_flops(*cfg) / 1e6  # MFLOP, so MFLOP / ms = GFLOP/s
+        (af, afb), th = bench_layer(cfg, F, atrous, torch)
+        if th is None:
+            print(f"{name:15s} {af:7.2f}      - {fl / af:5.0f}      - | {afb:7.2f}       - {3 * fl / afb:5.0f}")
+            continue
+        rf, rfb = af / th[0], afb / th[1]
+        ratios_f.append(rf)
+        ratios_fb.append(rfb)
+        print(
+            f"{name:15s} {af:7.2f} {th[0]:6.2f} {fl / af:5.0f} {rf:6.2f} | "
+            f"{afb:7.2f} {th[1]:7.2f} {3 * fl / afb:5.0f} {rfb:6.2f}"
+        )
+    if ratios_f:
+        print(f"geometric mean ratio: forward {geomean(ratios_f):.2f}, forward+backward {geomean(ratios_fb):.2f}")
+    if not opts.no_memory:
+        memory_report()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,185 @@
+"""The general 2-D convolution by im2col + GEMM, and its two gradients.
+
+One kernel serves every flavour: stride, dilation (a trous), groups (depthwise is
+groups == channels), and asymmetric ``((top, bottom), (left, right))`` padding, where a
+negative amount crops (so TF/ONNX SAME and transposed convolutions need nothing special).
+
+Shapes::
+
+    x:  (N, C, H, W)        w: (O, C/G, KH, KW)        y, gy: (N, O, OH, OW),  P = OH*OW
+    OH = (H + top + bottom - DH*(KH-1) - 1) // SH + 1, likewise OW
+
+Forward: per group g, ``y_g = W_g (O/G, C/G*KH*KW) @ cols_g (C/G*KH*KW, B*P)``, where a
+column matrix holds a *block* of B images side by side. B = 1 when images are large, and the
+GEMM writes NCHW output in place; for small images B grows (a divisor of N, up to about
+``GEMM_COLUMNS`` columns) so BLAS gets a wide enough matrix. Gradients are the same kernel
+with roles swapped:
+
+  * ``weight_grad``: ``gW_g = gy_g (O/G, B*P) @ cols_g^T`` (a transposed view, no copy),
+    summed over blocks in order.
+  * ``input_grad`` (also conv_transpose2d): at stride 1 it is the forward convolution of gy
+    with the spatially flipped, in/out-swapped weight (one im2col copy, cheaper than KH*KW
+    read-modify-write passes); at larger strides ``cols = W^T @ gy`` and col2im.
+
+Bounded workspace: the columns and GEMM result of one image take ``(C*KH*KW + O) * P``
+elements; the batch is processed in chunks of whole blocks that keep this under
+``atrous.config.workspace_bytes`` (at least one block). The block size depends only on the
+shapes, never on the limit, so every GEMM and every sum sees the same operands in the same
+order and chunked results are bitwise identical to unchunked ones.
+A 1x1 convolution without padding needs no columns: the (strided) input is its own matrix.
+"""
+from __future__ import annotations
+
+from ..backend import config, get_array_module
+from .im2col import col2im, im2col, output_size
+
+_ZERO = ((0, 0), (0, 0))
+GEMM_COLUMNS = 2048  # images are blocked until a GEMM has about this many columns
+
+
+def block_size(N, P):
+    """Largest divisor B of N with B*P <= GEMM_COLUMNS (at least 1)."""
+    best = 1
+    for b in range(2, N + 1):
+        if N % b == 0 and b * P <= GEMM_COLUMNS:
+            best = b
+    return best
+
+
+def _chunks(N, block, per_image_elements, itemsize):
+    """(start, stop) batch ranges of whole blocks within config.workspace_bytes."""
+    fit = int(config.workspace_bytes) // max(1, per_image_elements * itemsize)
+    nb = max(block, min(N, fit) // block * block)
+    for n0 in range(0, N, nb):
+        yield n0, min(N, n0 + nb)
+
+
+def _pointwise(kernel, padding):
+    return tuple(kernel) == (1, 1) and tuple(map(tuple, padding)) == _ZERO
+
+
+def _subsample(x, out_hw, stride):
+    """Inputs of an unpadded 1x1 convolution: every SH-th row and SW-th column, contiguous."""
+    (OH, OW), (SH, SW) = out_hw, stride
+    xs = x[:, :, : SH * (OH - 1) + 1 : SH, : SW * (OW - 1) + 1 : SW]
+    return get_array_module(x).ascontiguousarray(xs)
+
+
+def _blocks(a, G, block):
+    """(nb, G*M, OH, OW) -> (nb/B, G, M, B*P): images of a block side by side (a copy if B > 1)."""
+    nb, GM = a.shape[:2]
+    a = a.reshape(nb // block, block, G, GM // G, -1)
+    if block > 1:
+        a = get_array_module(a).ascontiguousarray(a.transpose(0, 2, 3, 1, 4))
+    return a.reshape(nb // block, G, GM // G, -1)
+
+
+def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
+    """y = conv(x, w); see the module docstring for shapes. No bias (the caller adds it)."""
+    xp = get_array_module(x, w)
+    N, C, H, W = x.shape
+    O, Cg, KH, KW = w.shape
+    G, Og = groups, O // groups
+    OH, OW = output_size((H, W), (KH, KW), stride, padding, dilation)
+    P = OH * OW
+    y = xp.empty((N, O, OH, OW), dtype=x.dtype)
+    if _pointwise((KH, KW), padding):
+        # Batched GEMM W_g (O/G, C/G) @ x[n]_g (C/G, P), written into y in place.
+        xs = _subsample(x, (OH, OW), stride).reshape(N, G, Cg, P)
+        xp.matmul(w.reshape(G, Og, Cg), xs, out=y.reshape(N, G, Og, P))
+        return y
+    K = Cg * KH * KW
+    wg = w.reshape(G, Og, K)
+    B = block_size(N, P)
+    for n0, n1 in _chunks(N, B, (C * KH * KW + O) * P, x.dtype.itemsize):
+        nb = n1 - n0
+        cols = im2col(x[n0:n1], (KH, KW), stride, padding, dilation, block=B)
+        cols = cols.reshape(nb // B, G, K, B * P)
+        if B == 1:
+            xp.matmul(wg, cols, out=y[n0:n1].reshape(nb, G, Og, P))
+        else:  # (blocks, O, B, P) -> (blocks, B, O, P)
+            r = xp.matmul(wg, cols).reshape(nb // B, O, B, OH, OW)
+            y[n0:n1].reshape(nb // B, B, O, OH, OW)[...] = r.transpose(0, 2, 1, 3, 4)
+    return y
+
+
+def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
+    """dL/dw (O, C/G, KH, KW) of y = conv(x, w), given x and gy = dL/dy."""
+    xp = get_array_module(x, gy)
+    N, C = x.shape[:2]
+    O, OH, OW = gy.shape[1:]
+    KH, KW = kernel
+    G, P = groups, OH * OW
+    Cg, Og = C // G, O // G
+    if _pointwise(kernel, padding):
+        xs = _subsample(x, (OH, OW), stride).reshape(N, G, Cg, P)
+        per_chunk = [xp.matmul(gy.reshape(N, G, Og, P), xs.transpose(0, 1, 3, 2))]
+    else:
+        B = block_size(N, P)
+        K = Cg * KH * KW
+        per_chunk = (
+            xp.matmul(
+                _blocks(gy[n0:n1], G, B),
+                im2col(x[n0:n1], kernel, stride, padding, dilation, block=B)
+                .reshape((n1 - n0) // B, G, K, B * P)
+                .transpose(0, 1, 3, 2),
+            )
+            for n0, n1 in _chunks(N, B, (C * KH * KW + O) * P, x.dtype.itemsize)
+        )
+    gw = None
+    for parts in per_chunk:
+        for part in parts:  # (G, O/G, C/G*KH*KW) per block, summed in batch order
+            if gw is None:
+                gw = part.copy()
+            else:
+                gw += part
+    return gw.reshape(O, Cg, KH, KW)
+
+
+def flip_weight(w, groups):
+    """(O, C/G, KH, KW) -> (C, O/G, KH, KW): in/out channels swapped per group, taps reversed.
+
+    Convolving gy with this weight at stride 1 gives the input gradient of convolving with w.
+    """
+    O, Cg, KH, KW = w.shape
+    G = groups
+    wf = w.reshape(G, O // G, Cg, KH, KW)[:, :, :, ::-1, ::-1].transpose(0, 2, 1, 3, 4)
+    return get_array_module(w).ascontiguousarray(wf).reshape(G * Cg, O // G, KH, KW)
+
+
+def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, method="auto"):
+    """dL/dx (N, C, H, W) of y = conv(x, w) with x of spatial size ``input_hw``, given gy.
+
+    This is also the transposed convolution of gy by w. ``method``: 'conv' (stride 1 only),
+    'col2im', or 'auto' (conv at stride 1, else col2im); both give the same result.
+    """
+    xp = get_array_module(gy, w)
+    N, O, OH, OW = gy.shape
+    _, Cg, KH, KW = w.shape
+    H, W = input_hw
+    G = groups
+    C = Cg * G
+    if method == "auto":
+        method = "conv" if tuple(stride) == (1, 1) else "col2im"
+    if method == "conv":
+        if tuple(stride) != (1, 1):
+            raise ValueError(f"input_grad: method='conv' needs stride 1, got {tuple(stride)}")
+        # gx[h] = sum_kh gy[h + top - kh*DH] w[kh]: gy padded on top by DH*(KH-1) - top,
+        # convolved with the flipped kernel; the bottom padding makes exactly H rows.
+        (t, _), (l, _) = padding
+        eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
+        pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
+        return forward(gy, flip_weight(w, G), (1, 1), pad, dilation, G)
+    if method != "col2im":
+        raise ValueError(f"input_grad: method must be 'auto', 'conv' or 'col2im', got {method!r}")
+    gx = xp.empty((N, C, H, W), dtype=gy.dtype)
+    wt = w.reshape(G, O // G, Cg * KH * KW).transpose(0, 2, 1)  # (G, C/G*KH*KW, O/G)
+    B = block_size(N, OH * OW)
+    for n0, n1 in _chunks(N, B, (C * KH * KW + O) * OH * OW, gy.dtype.itemsize):
+        nb = n1 - n0
+        cols = xp.matmul(wt, _blocks(gy[n0:n1], G, B))  # (nb/B, G, C/G*KH*KW, B*P)
+        gx[n0:n1] = col2im(cols, (nb, C, H, W), (KH, KW), stride, padding, dilation, block=B)
+    return gx
+
+
+__all__ = ["forward", "weight_grad", "input_grad", "flip_weight", "block_size", "GEMM_COLUMNS"]

@@ -1,0 +1,150 @@
+"""im2col and col2im: sliding windows as a matrix, and that matrix summed back into an image.
+
+Shapes (all arrays are plain NumPy/CuPy arrays, no autograd here)::
+
+    x:        (N, C, H, W)
+    padding:  ((top, bottom), (left, right)); a negative amount crops instead of padding
+    windows:  OH = (H + top + bottom - DH*(KH-1) - 1) // SH + 1, likewise OW
+    columns:  (N, C*KH*KW, OH*OW)          PyTorch's F.unfold layout (block=1)
+          or  (N/B, C*KH*KW, B*OH*OW)      B images side by side, for wider GEMMs
+
+Row r = c*KH*KW + kh*KW + kw of a column matrix holds input channel c seen through kernel
+tap (kh, kw) (Caffe's order: channel, then kernel row, then kernel column), so
+``weight.reshape(O, C*KH*KW) @ columns`` is the convolution.
+
+im2col builds a read-only 6-D *view* of the padded input with ``as_strided`` -- tap (kh, kw)
+of window (oh, ow) sits at element (oh*SH + kh*DH, ow*SW + kw*DW) -- and makes one copy of it
+into the column buffer. col2im is its adjoint: a loop over the KH*KW taps, each adding one
+strided slab of columns into the padded gradient, so overlapping windows sum.
+"""
+from __future__ import annotations
+
+from concurrent.futures import ThreadPoolExecutor
+
+from ..backend import get_array_module
+from ..shape import conv_output_size
+
+_ZERO = ((0, 0), (0, 0))
+
+# Copies are memory-bound and NumPy releases the GIL while copying, so splitting a large copy
+# over two threads runs it on both cores that BLAS uses for the GEMM that follows.
+_COPY_THREADS = 2
+_PARALLEL_MIN_BYTES = 1 << 21
+_pool = None
+
+
+def _copy(dst, src, axis=0):
+    """``dst[...] = src``, split over threads along ``axis`` when the copy is large."""
+    global _pool
+    n = dst.shape[axis]
+    if _COPY_THREADS < 2 or n < 2 or dst.nbytes < _PARALLEL_MIN_BYTES or get_array_module(dst).__name__ != "numpy":
+        dst[...] = src
+        return
+    if _pool is None:
+        _pool = ThreadPoolExecutor(_COPY_THREADS, thread_name_prefix="atrous-copy")
+    parts = min(_COPY_THREADS, n)
+    bounds = [n * i // parts for i in range(parts + 1)]
+    index = [slice(None)] * dst.ndim
+
+    def job(i):
+        index_i = list(index)
+        index_i[axis] = slice(bounds[i], bounds[i + 1])
+        dst[tuple(index_i)] = src[tuple(index_i)]
+
+    # The caller's thread does the last part itself instead of waiting idle.
+    futures = [_pool.submit(job, i) for i in range(parts - 1)]
+    job(parts - 1)
+    for f in futures:
+        f.result()
+
+
+def pad2d(x, padding):
+    """Pad the last two axes with zeros by ((top, bottom), (left, right)); negatives crop."""
+    (t, b), (l, r) = padding
+    if t == b == l == r == 0:
+        return x
+    xp = get_array_module(x)
+    H, W = x.shape[-2:]
+    x = x[..., max(-t, 0) : H - max(-b, 0), max(-l, 0) : W - max(-r, 0)]
+    pads = ((max(t, 0), max(b, 0)), (max(l, 0), max(r, 0)))
+    if pads == _ZERO:
+        return x
+    return xp.pad(x, ((0, 0),) * (x.ndim - 2) + pads)
+
+
+def unpad2d(g, padding):
+    """Adjoint of ``pad2d``: the gradient of the unpadded array from that of the padded one."""
+    (t, b), (l, r) = padding
+    if t == b == l == r == 0:
+        return g
+    xp = get_array_module(g)
+    H, W = g.shape[-2:]
+    g = g[..., max(t, 0) : H - max(b, 0), max(l, 0) : W - max(r, 0)]
+    crops = ((max(-t, 0), max(-b, 0)), (max(-l, 0), max(-r, 0)))
+    if crops == _ZERO:
+        return g
+    return xp.pad(g, ((0, 0),) * (g.ndim - 2) + crops)
+
+
+def output_size(hw, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
+    """(OH, OW) of windows over an (H, W) input; see ``atrous.shape.conv_output_size``."""
+    return tuple(
+        conv_output_size(hw[i], kernel[i], stride[i], padding[i], dilation[i]) for i in range(2)
+    )
+
+
+def windows(xpad, kernel, out_hw, stride=(1, 1), dilation=(1, 1)):
+    """Read-only view (N, C, KH, KW, OH, OW) of an already padded (N, C, Hp, Wp) array."""
+    xp = get_array_module(xpad)
+    sN, sC, sH, sW = xpad.strides
+    (KH, KW), (SH, SW), (DH, DW) = kernel, stride, dilation
+    shape = xpad.shape[:2] + (KH, KW) + tuple(out_hw)
+    strides = (sN, sC, DH * sH, DW * sW, SH * sH, SW * sW)
+    return xp.lib.stride_tricks.as_strided(xpad, shape, strides, writeable=False)
+
+
+def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1):
+    """Column matrices of ``x`` (N, C, H, W), ``block`` images side by side per matrix.
+
+    Returns (N // block, C*KH*KW, block*OH*OW); ``block=1`` is F.unfold's (N, C*KH*KW, L).
+    Column ``i*OH*OW + p`` of matrix ``b`` is window p of image ``b*block + i``.
+
+    >>> import numpy as np
+    >>> im2col(np.arange(16.0).reshape(1, 1, 4, 4), (3, 3)).shape
+    (1, 9, 4)
+    """
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    KH, KW = kernel
+    B = N // block
+    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
+    view = windows(pad2d(x, padding), kernel, (OH, OW), stride, dilation)
+    # (N, C, KH, KW, OH, OW) -> (B, C, KH, KW, block, OH, OW): splitting N is still a view.
+    view = view.reshape(B, block, C, KH, KW, OH, OW).transpose(0, 2, 3, 4, 1, 5, 6)
+    cols = xp.empty(view.shape, dtype=x.dtype)
+    _copy(cols, view, axis=0 if B > 1 else 1)
+    return cols.reshape(B, C * KH * KW, block * OH * OW)
+
+
+def col2im(cols, x_shape, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1):
+    """Sum column matrices (laid out as ``im2col`` returns them) back into an image.
+
+    Every pixel of the (N, C, H, W) result receives the sum of the column entries of all
+    windows that cover it (PyTorch's F.fold for ``block=1``).
+    """
+    xp = get_array_module(cols)
+    N, C, H, W = x_shape
+    (KH, KW), (SH, SW), (DH, DW) = kernel, stride, dilation
+    (t, b), (l, r) = padding
+    B = N // block
+    OH, OW = output_size((H, W), kernel, stride, padding, dilation)
+    taps = cols.reshape(B, C, KH, KW, block, OH, OW)
+    gpad = xp.zeros((B, block, C, H + t + b, W + l + r), dtype=cols.dtype)
+    for kh in range(KH):
+        h0 = kh * DH  # tap kh of window oh reads padded row oh*SH + kh*DH
+        for kw in range(KW):
+            w0 = kw * DW
+            rows = slice(h0, h0 + SH * (OH - 1) + 1, SH)
+            cols_ = slice(w0, w0 + SW * (OW - 1) + 1, SW)
+            gpad[:, :, :, rows, cols_] += taps[:, :, kh, kw].transpose(0, 2, 1, 3, 4)
+    return unpad2d(gpad.reshape(N, C, H + t + b, W + l + r), padding)
