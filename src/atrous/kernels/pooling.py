@@ -7,9 +7,13 @@ they read form a strided view of the same shape, so one tap is one vectorised Nu
     out[:, :, oh, ow]  <-  x[:, :, oh*SH - PH + kh*DH, ow*SW - PW + kw*DW]
 
 Taps that land in the padding are simply skipped: that is padding with -inf for max and with
-zeros for the average sum. Backward scatters tap by tap with ``+=`` on strided views of the
-input gradient; within one tap no two outputs read the same pixel, so overlapping windows
-(3x3 stride 2) accumulate correctly across taps.
+zeros for the average sum. The input is first split into SW column phases (``split_columns``)
+so that every tap reads unit-stride rows.
+
+Backward: average pooling adds g/divisor tap by tap into the (phase-split) input gradient;
+within one tap no two outputs touch the same pixel, so overlapping windows accumulate across
+taps. Max pooling turns each window's winning tap into a flat pixel index and scatter-adds
+all gradients at once (``add.at``), which also accumulates when windows share a maximum.
 
 Adaptive pooling uses PyTorch's bins: output i covers [floor(i*H/OH), ceil((i+1)*H/OH)).
 """
