@@ -131,6 +131,7 @@ def run_backward(root, grad):
         for p, pg in zip(fn.parents, in_grads):
             if p is None or pg is None or not p.requires_grad:
                 continue
+            pg = pg if pg.dtype == p.dtype else pg.astype(p.dtype)  # a float32 leaf keeps float32 grads
             if pg.shape != p.shape:
                 raise RuntimeError(
                     f"{type(fn).__name__}.backward returned a gradient of shape {pg.shape} "

@@ -85,9 +85,9 @@ class Pow(Function):
         xp = get_array_module(self.a)
         ga = gb = None
         if self.needs_input_grad[0]:
-            ga = unbroadcast(g * self.b * self.a ** (self.b - 1), _shape(self.a))
+            ga = unbroadcast(g * self.b * self.a ** xp.where(self.b == 0, 1, self.b - 1), _shape(self.a))
         if self.needs_input_grad[1]:
-            gb = unbroadcast(g * self.out * xp.log(self.a), _shape(self.b))
+            gb = unbroadcast(g * self.out * xp.log(xp.where((self.a == 0) & (self.b >= 0), 1, self.a)), _shape(self.b))
         return ga, gb
 
 
@@ -104,10 +104,10 @@ class MatMul(Function):
         a2 = a[None, :] if a.ndim == 1 else a
         b2 = b[:, None] if b.ndim == 1 else b
         g2 = g
+        if b.ndim == 1:  # first, so a 0-d g (vector @ vector) becomes (1,) and then (1, 1)
+            g2 = xp.expand_dims(g2, -1)
         if a.ndim == 1:
             g2 = xp.expand_dims(g2, -2)
-        if b.ndim == 1:
-            g2 = xp.expand_dims(g2, -1)
         ga = gb = None
         if self.needs_input_grad[0]:
             ga = g2 @ xp.swapaxes(b2, -1, -2)
