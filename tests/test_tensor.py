@@ -187,6 +187,11 @@ def test_reshape_transpose_flatten_like_torch(torch, dtype):
         compare(torch, ours, theirs, [x], dtype)
 
 
+def test_tensor_flatten_rejects_start_after_end():
+    with pytest.raises(ValueError, match="flatten: start_dim=2 comes after end_dim=1"):
+        Tensor(np.zeros((2, 3, 4), np.float32)).flatten(2, 1)
+
+
 INDEXES = [
     (1,),
     (slice(None), 2),

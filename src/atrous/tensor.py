@@ -230,6 +230,8 @@ class Tensor:
     def flatten(self, start_dim=0, end_dim=-1):
         s = self.shape
         end = end_dim % self.ndim if self.ndim else 0
+        if self.ndim and start_dim % self.ndim > end:
+            raise ValueError(f"flatten: start_dim={start_dim} comes after end_dim={end_dim} for shape {s}")
         new = s[:start_dim] + (-1,) + s[end + 1 :] if self.ndim else (1,)
         return self.reshape(new)
 
