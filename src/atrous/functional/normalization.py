@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import numbers
 
-import numpy as np
+import numpy as np  # noqa: F401  (the doctest examples use np)
 
 from .._validate import check_float
 from ..autograd import Function, is_grad_enabled
@@ -160,7 +160,9 @@ def batch_norm(
     if (rm is None) != (rv is None):
         raise ValueError(f"{op}: running_mean and running_var must either both be None or neither be None")
     if not training and rm is None:
-        raise ValueError(f"{op}: running_mean and running_var must be given in evaluation mode (training=False)")
+        raise ValueError(
+            f"{op}: running_mean and running_var must be given in evaluation mode (training=False)"
+        )
     if isinstance(momentum, bool) or not isinstance(momentum, numbers.Real):
         raise TypeError(
             f"{op}: momentum must be a float, got {momentum!r} (a cumulative average, momentum=None, "
@@ -178,7 +180,9 @@ def batch_norm(
                 f"{tuple(xa.shape)}"
             )
     if rm is not None and not (rm.flags.writeable and rv.flags.writeable) and training:
-        raise ValueError(f"{op}: running_mean and running_var must be writeable arrays to be updated in place")
+        raise ValueError(
+            f"{op}: running_mean and running_var must be writeable arrays to be updated in place"
+        )
     return _BatchNorm.apply(
         input if isinstance(input, Tensor) else xa,
         weight if isinstance(weight, Tensor) else w,
