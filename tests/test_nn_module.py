@@ -453,3 +453,17 @@ def test_replacing_an_entry_keeps_its_position(torch):
     theirs[0] = torch.nn.Linear(2, 2)
     assert list(ours.state_dict()) == list(theirs.state_dict())
     np.testing.assert_array_equal(ours[1].running_mean.data, 1)
+
+
+def test_deepcopy_and_tied_parameters():
+    import copy
+
+    m = nn.Sequential(nn.Linear(3, 3), nn.Linear(3, 3), nn.BatchNorm1d(3))
+    m[1].weight = m[0].weight  # tied weights are one parameter, listed once
+    assert [n for n, _ in m.named_parameters()] == ["0.weight", "0.bias", "1.bias", "2.weight", "2.bias"]
+    assert "1.weight" in m.state_dict()
+    c = copy.deepcopy(m)
+    assert c[1].weight is c[0].weight and c[0].weight is not m[0].weight
+    c[2].running_mean.data += 1
+    np.testing.assert_array_equal(m[2].running_mean.data, 0)
+    assert repr(c) == repr(m)
