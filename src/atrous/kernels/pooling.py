@@ -240,23 +240,52 @@ def adaptive_avg_matrix(xp, size, out, dtype):
     return (inside / (end - start)[:, None]).astype(dtype)
 
 
+def _pool_axes(x, Ah, Aw):
+    """x (..., H, W) -> Ah @ x @ Aw^T (..., OH, OW), as two single GEMMs via tensordot.
+
+    (A broadcast ``matmul`` would run one tiny product per (n, c) plane.)
+    """
+    xp = get_array_module(x)
+    y = xp.tensordot(x, Aw, axes=([-1], [1]))  # (..., H, OW)
+    y = xp.tensordot(y, Ah, axes=([-2], [1]))  # (..., OW, OH)
+    return xp.ascontiguousarray(xp.swapaxes(y, -1, -2))
+
+
+def _tiles(shape, out_hw):
+    """(KH, KW) when the adaptive bins tile an (H, W) input exactly, else None."""
+    (H, W), (OH, OW) = shape[-2:], out_hw
+    if OH and OW and H % OH == 0 and W % OW == 0:
+        return H // OH, W // OW
+    return None
+
+
 def adaptive_avg_pool2d_forward(x, out_hw):
-    """Adaptive average pooling as two small matmuls: A_h @ x @ A_w^T."""
+    """Adaptive average pooling: a plain mean over tiles when the bins tile the input
+    (global pooling included), else a product with one averaging matrix per axis."""
     xp = get_array_module(x)
     H, W = x.shape[-2:]
-    Ah = adaptive_avg_matrix(xp, H, out_hw[0], x.dtype)
-    Aw = adaptive_avg_matrix(xp, W, out_hw[1], x.dtype)
-    return xp.matmul(Ah, xp.matmul(x, Aw.T))
+    OH, OW = out_hw
+    tiles = _tiles(x.shape, out_hw)
+    if tiles is not None:
+        return x.reshape(x.shape[:-2] + (OH, tiles[0], OW, tiles[1])).mean(axis=(-3, -1))
+    Ah = adaptive_avg_matrix(xp, H, OH, x.dtype)
+    Aw = adaptive_avg_matrix(xp, W, OW, x.dtype)
+    return _pool_axes(x, Ah, Aw)
 
 
 def adaptive_avg_pool2d_backward(g, x_shape):
-    """Transpose of the forward: A_h^T @ g @ A_w."""
+    """Transpose of the forward: g / (KH*KW) spread over each tile, or A_h^T @ g @ A_w."""
     xp = get_array_module(g)
     H, W = x_shape[-2:]
     OH, OW = g.shape[-2:]
+    tiles = _tiles(x_shape, (OH, OW))
+    if tiles is not None:
+        KH, KW = tiles
+        share = (g / (KH * KW))[..., :, None, :, None]  # (..., OH, 1, OW, 1)
+        return xp.broadcast_to(share, g.shape[:-2] + (OH, KH, OW, KW)).reshape(x_shape)
     Ah = adaptive_avg_matrix(xp, H, OH, g.dtype)
     Aw = adaptive_avg_matrix(xp, W, OW, g.dtype)
-    return xp.matmul(Ah.T, xp.matmul(g, Aw))
+    return _pool_axes(g, Ah.T, Aw.T)
 
 
 def _running_max(xp, best, best_i, v, v_i):
@@ -278,6 +307,8 @@ def adaptive_max_pool2d_forward(x, out_hw):
     OH, OW = out_hw
     if OH == 0 or OW == 0:
         return xp.empty((N, C, OH, OW), x.dtype), xp.empty((N, C, OH, OW), xp.int64)
+    if _tiles(x.shape, out_hw) is not None:
+        return _uniform_max_pool(x, out_hw)
     sw, ew = adaptive_bins(xp, W, OW)
     rmax = rarg = None
     for b in range(int((ew - sw).max())):
@@ -297,6 +328,28 @@ def adaptive_max_pool2d_forward(x, out_hw):
         else:
             out, idx = _running_max(xp, out, idx, v, v_i)
     return out, idx.astype(xp.int64)
+
+
+def _uniform_max_pool(x, out_hw):
+    """Adaptive max when the bins tile the input exactly (global pooling, 14 -> 7, ...).
+
+    Each bin becomes one row of a (N, C, OH, OW, KH*KW) array and ``argmax`` finds its first
+    maximum; only NaN needs a fix-up, since PyTorch reports the last NaN and NumPy the first.
+    """
+    xp = get_array_module(x)
+    N, C, H, W = x.shape
+    OH, OW = out_hw
+    KH, KW = H // OH, W // OW
+    win = x.reshape(N, C, OH, KH, OW, KW).transpose(0, 1, 2, 4, 3, 5).reshape(N, C, OH, OW, -1)
+    j = xp.argmax(win, axis=-1)
+    nan = xp.isnan(win)
+    if nan.any():
+        last_nan = KH * KW - 1 - xp.argmax(nan[..., ::-1], axis=-1)
+        j = xp.where(nan.any(axis=-1), last_nan, j)
+    out = xp.take_along_axis(win, j[..., None], axis=-1)[..., 0]
+    rows = (xp.arange(OH) * KH)[:, None] + j // KW
+    cols = (xp.arange(OW) * KW)[None, :] + j % KW
+    return out, (rows * W + cols).astype(xp.int64)
 
 
 def scatter_to_indices(g, idx, x_shape):
