@@ -86,6 +86,12 @@ class Tensor:
     def item(self):
         return self.data.item()
 
+    def __float__(self):
+        return float(self.data)
+
+    def __int__(self):
+        return int(self.data)
+
     def tolist(self):
         return self.data.tolist()
 
