@@ -135,7 +135,7 @@ def test_seeding_generator_and_in_place():
     t = atrous.Tensor(arr)
     init.normal_(t, generator=np.random.default_rng(1))
     assert t.data is arr and arr.std() > 0
-    np.testing.assert_array_equal(arr, np.random.default_rng(1).normal(size=(4, 5)).astype(np.float32))
+    np.testing.assert_array_equal(arr, np.random.default_rng(1).standard_normal(size=(4, 5), dtype=np.float32))
 
 
 def test_init_errors():

@@ -106,14 +106,28 @@ def _calculate_correct_fan(tensor, mode):
     return fan_in if mode == "fan_in" else fan_out
 
 
+def _draw_dtype(arr):
+    # Draw float32 parameters directly in float32: half the memory traffic of drawing
+    # float64 and converting, which dominates building a 138M-parameter VGG.
+    return arr.dtype if arr.dtype in (np.float32, np.float64) else np.float64
+
+
 def uniform_(tensor, a=0.0, b=1.0, generator=None):
     """Fill with U(a, b)."""
-    return _fill(tensor, _gen(generator).uniform(a, b, size=_array(tensor).shape))
+    arr = _array(tensor)
+    values = _gen(generator).random(size=arr.shape, dtype=_draw_dtype(arr))
+    values *= b - a
+    values += a
+    return _fill(tensor, values)
 
 
 def normal_(tensor, mean=0.0, std=1.0, generator=None):
     """Fill with N(mean, std^2)."""
-    return _fill(tensor, _gen(generator).normal(mean, std, size=_array(tensor).shape))
+    arr = _array(tensor)
+    values = _gen(generator).standard_normal(size=arr.shape, dtype=_draw_dtype(arr))
+    values *= std
+    values += mean
+    return _fill(tensor, values)
 
 
 def trunc_normal_(tensor, mean=0.0, std=1.0, a=-2.0, b=2.0, generator=None):
