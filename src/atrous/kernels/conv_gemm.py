@@ -21,20 +21,23 @@ with roles swapped:
     with the spatially flipped, in/out-swapped weight (one im2col copy, cheaper than KH*KW
     read-modify-write passes); at larger strides ``cols = W^T @ gy`` and col2im.
 
-Bounded workspace: the columns and GEMM result of one image take ``(C*KH*KW + O) * P``
-elements; the batch is processed in chunks of whole blocks that keep this under
-``atrous.config.workspace_bytes`` (at least one block). The block size depends only on the
-shapes, never on the limit, so every GEMM and every sum sees the same operands in the same
-order and chunked results are bitwise identical to unchunked ones.
+Blocks and chunks: the block size B depends only on the shapes, so every GEMM and every sum
+sees the same operands in the same order however the batch is chunked. The batch is then
+processed in chunks of whole blocks, im2col writing each chunk into one reused buffer. A
+chunk's working memory -- columns, GEMM result and padded input, per image
+``(C*KH*KW + O)*P + C*Hp*Wp`` elements -- is kept under ``atrous.config.workspace_bytes``
+(the bounded workspace; at least one block) and under ``CHUNK_BYTES``, so the columns are
+still in cache when the GEMM reads them. Chunked results are bitwise identical to unchunked.
 A 1x1 convolution without padding needs no columns: the (strided) input is its own matrix.
 """
 from __future__ import annotations
 
 from ..backend import config, get_array_module
-from .im2col import col2im, im2col, output_size
+from .im2col import col2im, im2col_chunks, output_size
 
 _ZERO = ((0, 0), (0, 0))
 GEMM_COLUMNS = 2048  # images are blocked until a GEMM has about this many columns
+CHUNK_BYTES = 16 << 20  # working set of one chunk: small enough to stay in the last-level cache
 
 
 def block_size(N, P):
@@ -46,12 +49,23 @@ def block_size(N, P):
     return best
 
 
-def _chunks(N, block, per_image_elements, itemsize):
-    """(start, stop) batch ranges of whole blocks within config.workspace_bytes."""
-    fit = int(config.workspace_bytes) // max(1, per_image_elements * itemsize)
-    nb = max(block, min(N, fit) // block * block)
-    for n0 in range(0, N, nb):
-        yield n0, min(N, n0 + nb)
+def chunk_size(N, block, per_image_elements, itemsize):
+    """Images per chunk: whole blocks whose working memory fits the smaller of
+    config.workspace_bytes and CHUNK_BYTES (at least one block)."""
+    limit = min(int(config.workspace_bytes), CHUNK_BYTES)
+    fit = limit // max(1, per_image_elements * itemsize)
+    return max(block, min(N, fit) // block * block)
+
+
+def _plan(x_shape, kernel, out_channels, out_hw, padding, itemsize):
+    """(block, chunk) for a convolution: see the module docstring."""
+    N, C, H, W = x_shape
+    (KH, KW), P = kernel, out_hw[0] * out_hw[1]
+    (t, b), (l, r) = padding
+    # per image: columns, GEMM result, padded input
+    per_image = (C * KH * KW + out_channels) * P + C * (H + t + b) * (W + l + r)
+    B = block_size(N, P)
+    return B, chunk_size(N, B, per_image, itemsize)
 
 
 def _pointwise(kernel, padding):
@@ -83,6 +97,8 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
     OH, OW = output_size((H, W), (KH, KW), stride, padding, dilation)
     P = OH * OW
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
+    if N == 0:
+        return y
     if _pointwise((KH, KW), padding):
         # Batched GEMM W_g (O/G, C/G) @ x[n]_g (C/G, P), written into y in place.
         xs = _subsample(x, (OH, OW), stride).reshape(N, G, Cg, P)
@@ -90,16 +106,16 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
         return y
     K = Cg * KH * KW
     wg = w.reshape(G, Og, K)
-    B = block_size(N, P)
-    for n0, n1 in _chunks(N, B, (C * KH * KW + O) * P, x.dtype.itemsize):
-        nb = n1 - n0
-        cols = im2col(x[n0:n1], (KH, KW), stride, padding, dilation, block=B)
-        cols = cols.reshape(nb // B, G, K, B * P)
+    B, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
+    r = xp.empty((chunk // B, G, Og, B * P), dtype=x.dtype) if B > 1 else None
+    for n0, n1, cols in im2col_chunks(x, (KH, KW), stride, padding, dilation, B, chunk):
+        m = (n1 - n0) // B
+        cols = cols.reshape(m, G, K, B * P)
         if B == 1:
-            xp.matmul(wg, cols, out=y[n0:n1].reshape(nb, G, Og, P))
-        else:  # (blocks, O, B, P) -> (blocks, B, O, P)
-            r = xp.matmul(wg, cols).reshape(nb // B, O, B, OH, OW)
-            y[n0:n1].reshape(nb // B, B, O, OH, OW)[...] = r.transpose(0, 2, 1, 3, 4)
+            xp.matmul(wg, cols, out=y[n0:n1].reshape(m, G, Og, P))
+        else:  # (m, O, B, P) -> (m, B, O, P)
+            xp.matmul(wg, cols, out=r[:m])
+            y[n0:n1].reshape(m, B, O, OH, OW)[...] = r[:m].reshape(m, O, B, OH, OW).transpose(0, 2, 1, 3, 4)
     return y
 
 
@@ -111,20 +127,17 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
     KH, KW = kernel
     G, P = groups, OH * OW
     Cg, Og = C // G, O // G
+    K = Cg * KH * KW
+    if N == 0:
+        return xp.zeros((O, Cg, KH, KW), dtype=x.dtype)
     if _pointwise(kernel, padding):
         xs = _subsample(x, (OH, OW), stride).reshape(N, G, Cg, P)
         per_chunk = [xp.matmul(gy.reshape(N, G, Og, P), xs.transpose(0, 1, 3, 2))]
     else:
-        B = block_size(N, P)
-        K = Cg * KH * KW
+        B, chunk = _plan(x.shape, kernel, O, (OH, OW), padding, x.dtype.itemsize)
         per_chunk = (
-            xp.matmul(
-                _blocks(gy[n0:n1], G, B),
-                im2col(x[n0:n1], kernel, stride, padding, dilation, block=B)
-                .reshape((n1 - n0) // B, G, K, B * P)
-                .transpose(0, 1, 3, 2),
-            )
-            for n0, n1 in _chunks(N, B, (C * KH * KW + O) * P, x.dtype.itemsize)
+            xp.matmul(_blocks(gy[n0:n1], G, B), cols.reshape(-1, G, K, B * P).transpose(0, 1, 3, 2))
+            for n0, n1, cols in im2col_chunks(x, kernel, stride, padding, dilation, B, chunk)
         )
     gw = None
     for parts in per_chunk:
@@ -174,11 +187,11 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
         raise ValueError(f"input_grad: method must be 'auto', 'conv' or 'col2im', got {method!r}")
     gx = xp.empty((N, C, H, W), dtype=gy.dtype)
     wt = w.reshape(G, O // G, Cg * KH * KW).transpose(0, 2, 1)  # (G, C/G*KH*KW, O/G)
-    B = block_size(N, OH * OW)
-    for n0, n1 in _chunks(N, B, (C * KH * KW + O) * OH * OW, gy.dtype.itemsize):
-        nb = n1 - n0
+    B, chunk = _plan((N, C, H, W), (KH, KW), O, (OH, OW), padding, gy.dtype.itemsize)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
         cols = xp.matmul(wt, _blocks(gy[n0:n1], G, B))  # (nb/B, G, C/G*KH*KW, B*P)
-        gx[n0:n1] = col2im(cols, (nb, C, H, W), (KH, KW), stride, padding, dilation, block=B)
+        gx[n0:n1] = col2im(cols, (n1 - n0, C, H, W), (KH, KW), stride, padding, dilation, block=B)
     return gx
 
 

@@ -103,27 +103,53 @@ def windows(xpad, kernel, out_hw, stride=(1, 1), dilation=(1, 1)):
     return xp.lib.stride_tricks.as_strided(xpad, shape, strides, writeable=False)
 
 
-def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1):
-    """Column matrices of ``x`` (N, C, H, W), ``block`` images side by side per matrix.
+def im2col_chunks(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1, chunk=None):
+    """Yield ``(n0, n1, cols)`` over the batch, ``chunk`` images (a multiple of ``block``) at a time.
 
-    Returns (N // block, C*KH*KW, block*OH*OW); ``block=1`` is F.unfold's (N, C*KH*KW, L).
-    Column ``i*OH*OW + p`` of matrix ``b`` is window p of image ``b*block + i``.
+    ``cols`` is (nb // block, C*KH*KW, block*OH*OW) for images n0..n1: ``block`` images side
+    by side per matrix (column ``i*OH*OW + p`` of matrix ``m`` is window p of image
+    ``n0 + m*block + i``). The padded input and the columns live in two buffers allocated once
+    and reused by every chunk, so the caller must be done with ``cols`` before the next one.
+    """
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    KH, KW = kernel
+    chunk = N if chunk is None else chunk
+    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
+    x = pad2d(x, tuple((min(lo, 0), min(hi, 0)) for lo, hi in padding))  # crops only
+    (t, b), (l, r) = ((max(lo, 0), max(hi, 0)) for lo, hi in padding)
+    H, W = x.shape[2:]
+    # Zero once; each chunk only rewrites the interior, so the border stays zero.
+    xpad = xp.zeros((chunk, C, H + t + b, W + l + r), dtype=x.dtype) if t or b or l or r else None
+    buf = xp.empty((chunk // block, C, KH, KW, block, OH, OW), dtype=x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        nb, m = n1 - n0, (n1 - n0) // block
+        src = x[n0:n1]
+        if xpad is not None:
+            xpad[:nb, :, t : t + H, l : l + W] = src
+            src = xpad[:nb]
+        # (nb, C, KH, KW, OH, OW) -> (m, C, KH, KW, block, OH, OW): splitting nb is still a view.
+        view = windows(src, kernel, (OH, OW), stride, dilation)
+        view = view.reshape(m, block, C, KH, KW, OH, OW).transpose(0, 2, 3, 4, 1, 5, 6)
+        _copy(buf[:m], view, axis=0 if m > 1 else 1)
+        yield n0, n1, buf[:m].reshape(m, C * KH * KW, block * OH * OW)
+
+
+def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1):
+    """Column matrices of ``x`` (N, C, H, W): (N // block, C*KH*KW, block*OH*OW).
+
+    ``block=1`` is F.unfold's (N, C*KH*KW, L); see ``im2col_chunks`` for larger blocks.
 
     >>> import numpy as np
     >>> im2col(np.arange(16.0).reshape(1, 1, 4, 4), (3, 3)).shape
     (1, 9, 4)
     """
-    xp = get_array_module(x)
-    N, C = x.shape[:2]
-    KH, KW = kernel
-    B = N // block
-    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
-    view = windows(pad2d(x, padding), kernel, (OH, OW), stride, dilation)
-    # (N, C, KH, KW, OH, OW) -> (B, C, KH, KW, block, OH, OW): splitting N is still a view.
-    view = view.reshape(B, block, C, KH, KW, OH, OW).transpose(0, 2, 3, 4, 1, 5, 6)
-    cols = xp.empty(view.shape, dtype=x.dtype)
-    _copy(cols, view, axis=0 if B > 1 else 1)
-    return cols.reshape(B, C * KH * KW, block * OH * OW)
+    if x.shape[0] == 0:
+        OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
+        return get_array_module(x).empty((0, x.shape[1] * kernel[0] * kernel[1], OH * OW), x.dtype)
+    ((_, _, cols),) = im2col_chunks(x, kernel, stride, padding, dilation, block)
+    return cols
 
 
 def col2im(cols, x_shape, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), block=1):
