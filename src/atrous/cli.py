@@ -192,6 +192,10 @@ def build_parser():
     e.add_argument("--checkpoint", required=True, help="run folder or checkpoint file")
     e.add_argument("--split", default="test", choices=["train", "test"])
     e.set_defaults(func=cmd_evaluate)
+
+    from .commands import register_all
+
+    register_all(sub)
     return p
 
 
