@@ -1,12 +1,12 @@
-"""Pictures (matplotlib, an optional dependency imported only here, only when drawing)."""
+"""Training curves; ``pyplot()`` is the one place matplotlib is configured (Agg, files only)."""
 from __future__ import annotations
 
 import io
 
-from .io.atomic import atomic_write
+from ..io.atomic import atomic_write
 
 
-def _pyplot():
+def pyplot():
     import matplotlib
 
     matplotlib.use("Agg")  # files only; no display needed
@@ -17,7 +17,7 @@ def _pyplot():
 
 def plot_training_curves(history, path):
     """Loss and accuracy per epoch (train and held-out) side by side, saved as a PNG."""
-    plt = _pyplot()
+    plt = pyplot()
     epochs = [h.epoch for h in history]
     fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(9, 3.6), constrained_layout=True)
     ax_loss.plot(epochs, [h.train_loss for h in history], "o-", label="train")
