@@ -5,7 +5,7 @@ registration imports only argparse, the work imports happen inside the handler.
 """
 import importlib
 
-COMMAND_MODULES = ("summary", "scan", "explain")
+COMMAND_MODULES = ("summary", "scan", "explain", "run", "export")
 
 
 def register_all(subparsers):
