@@ -19,43 +19,10 @@ strided slab of columns into the padded gradient, so overlapping windows sum.
 """
 from __future__ import annotations
 
-from concurrent.futures import ThreadPoolExecutor
-
 from ..backend import get_array_module
 from ..shape import conv_output_size
 
 _ZERO = ((0, 0), (0, 0))
-
-# Copies are memory-bound and NumPy releases the GIL while copying, so splitting a large copy
-# over two threads runs it on both cores that BLAS uses for the GEMM that follows.
-_COPY_THREADS = 2
-_PARALLEL_MIN_BYTES = 1 << 21
-_pool = None
-
-
-def _copy(dst, src, axis=0):
-    """``dst[...] = src``, split over threads along ``axis`` when the copy is large."""
-    global _pool
-    n = dst.shape[axis]
-    if _COPY_THREADS < 2 or n < 2 or dst.nbytes < _PARALLEL_MIN_BYTES or get_array_module(dst).__name__ != "numpy":
-        dst[...] = src
-        return
-    if _pool is None:
-        _pool = ThreadPoolExecutor(_COPY_THREADS, thread_name_prefix="atrous-copy")
-    parts = min(_COPY_THREADS, n)
-    bounds = [n * i // parts for i in range(parts + 1)]
-    index = [slice(None)] * dst.ndim
-
-    def job(i):
-        index_i = list(index)
-        index_i[axis] = slice(bounds[i], bounds[i + 1])
-        dst[tuple(index_i)] = src[tuple(index_i)]
-
-    # The caller's thread does the last part itself instead of waiting idle.
-    futures = [_pool.submit(job, i) for i in range(parts - 1)]
-    job(parts - 1)
-    for f in futures:
-        f.result()
 
 
 def pad2d(x, padding):
@@ -132,7 +99,7 @@ def im2col_chunks(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), bloc
         # (nb, C, KH, KW, OH, OW) -> (m, C, KH, KW, block, OH, OW): splitting nb is still a view.
         view = windows(src, kernel, (OH, OW), stride, dilation)
         view = view.reshape(m, block, C, KH, KW, OH, OW).transpose(0, 2, 3, 4, 1, 5, 6)
-        _copy(buf[:m], view, axis=0 if m > 1 else 1)
+        buf[:m] = view  # the one copy im2col makes
         yield n0, n1, buf[:m].reshape(m, C * KH * KW, block * OH * OW)
 
 
