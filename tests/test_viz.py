@@ -1,6 +1,7 @@
 """Pictures of convolution: each drawing writes a real PNG of sensible size, atomically."""
 import os
 import struct
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
@@ -107,6 +108,12 @@ def test_plot_receptive_field_box_and_model(tmp_path):
     check_png(vc.plot_receptive_field(img, {"size": (7, 7), "jump": 4, "start": -1},
                                       str(tmp_path / "edge.png")))
     check_png(vc.plot_receptive_field(img, small_net(), str(tmp_path / "net.png"), position=(4, 4), layer="4"))
+    # The shapes of atrous.analysis results: attributes size/jump/start, or a summary row's rf_*.
+    field = SimpleNamespace(size=(31, 31), jump=(1, 1), start=(0, 0))
+    row = SimpleNamespace(rf_size=(11, 11), rf_jump=(4, 4), rf_start=(5, 5))
+    assert vc._rf_triplet(field) == ((31, 1, 0), (31, 1, 0))
+    assert vc._rf_triplet(row) == ((11, 4, 5), (11, 4, 5))
+    check_png(vc.plot_receptive_field(img, row, str(tmp_path / "row.png"), position=(2, 3)))
     with pytest.raises(TypeError, match="size, jump, start"):
         vc.plot_receptive_field(img, 5, str(tmp_path / "bad.png"))
     with pytest.raises(ValueError, match="outside layer"):

@@ -340,13 +340,16 @@ def _show_image(ax, img, **kwargs):
 
 # ----- receptive field ---------------------------------------------------------------------
 def _rf_triplet(rf):
-    """(size, jump, start) per axis from a tuple, a dict or an object with those attributes.
+    """(size, jump, start) per axis from a tuple, a dict, an object with those attributes
+    (``atrous.analysis.receptive_field``'s result) or a summary row (``rf_size`` ...).
 
     ``start`` is the input coordinate (pixel index, may be negative or fractional) of the
     centre of output unit (0, 0); unit (i, j) is centred at start + i*jump.
     """
     if isinstance(rf, dict):
         vals = [rf[k] for k in ("size", "jump", "start")]
+    elif all(hasattr(rf, k) for k in ("rf_size", "rf_jump", "rf_start")):  # a summary row
+        vals = [rf.rf_size, rf.rf_jump, rf.rf_start]
     elif all(hasattr(rf, k) for k in ("size", "jump", "start")):
         vals = [rf.size, rf.jump, rf.start]
     else:
@@ -410,7 +413,8 @@ def plot_receptive_field(image, rf, path, position=(0, 0), layer=None, title=Non
     """Overlay on ``image`` the receptive field of output unit ``position`` = (i, j).
 
     ``rf`` is either the receptive-field arithmetic of a layer -- ``(size, jump, start)``
-    (scalars or per-axis pairs), a dict with those keys or an object with those attributes --
+    (scalars or per-axis pairs), a dict with those keys, an object with those attributes such
+    as ``atrous.analysis.receptive_field(model, shape)``, or a row of ``atrous.analysis.summary`` --
     drawn as the box of ``size`` pixels centred at ``start + i*jump``; or a model, with
     ``layer`` naming the layer, drawn as the input pixels the unit depends on (gradient
     magnitude, computed in float64 on an eval-mode copy of the model).
@@ -426,6 +430,7 @@ def plot_receptive_field(image, rf, path, position=(0, 0), layer=None, title=Non
     from matplotlib.patches import Rectangle
 
     fig, ax = plt.subplots(figsize=(5.2, 5.2 * H / W + 0.5))
+    ax.set_facecolor("#d9d9d9")  # grey beyond the image: the zero padding a box may reach into
     _show_image(ax, img)
     if isinstance(rf, Module):
         grad = input_gradient_map(rf, img, layer, position)
