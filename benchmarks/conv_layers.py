@@ -1,7 +1,8 @@
 """conv2d over a set of real layers, atrous vs PyTorch, and peak memory of a large convolution.
 
 For each layer: forward alone and forward + backward (gradients of input, weight and bias),
-float32, 2 threads each, median ms, GFLOP/s (a forward is 2*N*O*OH*OW*C/groups*KH*KW flops,
+float32, 2 threads each, median ms over 9 rounds timed round-robin (so both libraries see the
+same background load), GFLOP/s (a forward is 2*N*O*OH*OW*C/groups*KH*KW flops,
 forward + backward three times that), and the ratio atrous / torch, where torch is the better
 of its contiguous (NCHW) and channels_last layouts. Then the geometric mean of the ratios.
 
@@ -18,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import statistics
 import subprocess
 import sys
 
@@ -91,29 +93,42 @@ def bench_layer(cfg, F, atrous, torch):
         X.grad = W.grad = B.grad = None
         F.conv2d(X, W, B, **args).backward(gy)
 
-    at = (median_ms(at_fwd), median_ms(at_fwd_bwd))
+    fns = {"at_f": at_fwd, "at_fb": at_fwd_bwd}
+    if torch is not None:
+        TF = torch.nn.functional
+        for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
+            tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
+            tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
+            tb = torch.from_numpy(b).requires_grad_()
+            tg = torch.from_numpy(gy).contiguous(memory_format=fmt)
+
+            def th_fwd(tx=tx, tw=tw, tb=tb):
+                with torch.no_grad():
+                    TF.conv2d(tx, tw, tb, **args)
+
+            def th_fwd_bwd(tx=tx, tw=tw, tb=tb, tg=tg):
+                tx.grad = tw.grad = tb.grad = None
+                TF.conv2d(tx, tw, tb, **args).backward(tg)
+
+            fns[f"th_f_{tag}"], fns[f"th_fb_{tag}"] = th_fwd, th_fwd_bwd
+    ms = interleaved_medians(fns)
+    at = (ms["at_f"], ms["at_fb"])
     if torch is None:
         return at, None
-    TF = torch.nn.functional
-    tg = torch.from_numpy(gy)
-    best = [float("inf"), float("inf")]
-    for fmt in (torch.contiguous_format, torch.channels_last):
-        tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
-        tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
-        tb = torch.from_numpy(b).requires_grad_()
-        tgf = tg.contiguous(memory_format=fmt)
+    return at, (min(ms["th_f_nchw"], ms["th_f_cl"]), min(ms["th_fb_nchw"], ms["th_fb_cl"]))
 
-        def th_fwd():
-            with torch.no_grad():
-                TF.conv2d(tx, tw, tb, **args)
 
-        def th_fwd_bwd():
-            tx.grad = tw.grad = tb.grad = None
-            TF.conv2d(tx, tw, tb, **args).backward(tgf)
-
-        best[0] = min(best[0], median_ms(th_fwd))
-        best[1] = min(best[1], median_ms(th_fwd_bwd))
-    return at, tuple(best)
+def interleaved_medians(fns, repeat=9, warmup=2):
+    """Median ms of each function, timed round-robin so that both libraries see the same
+    background load on a shared machine."""
+    for fn in fns.values():
+        for _ in range(warmup):
+            fn()
+    times = {k: [] for k in fns}
+    for _ in range(repeat):
+        for k, fn in fns.items():
+            times[k].append(median_ms(fn, repeat=1, warmup=0))
+    return {k: statistics.median(v) for k, v in times.items()}
 
 
 def memory_report():

@@ -28,6 +28,7 @@ chunk's working memory -- columns, GEMM result and padded input, per image
 ``(C*KH*KW + O)*P + C*Hp*Wp`` elements -- is kept under ``atrous.config.workspace_bytes``
 (the bounded workspace; at least one block) and under ``CHUNK_BYTES``, so the columns are
 still in cache when the GEMM reads them. Chunked results are bitwise identical to unchunked.
+The bound is per block: one image whose columns alone exceed the limit is still done whole.
 A 1x1 convolution without padding needs no columns: the (strided) input is its own matrix.
 """
 from __future__ import annotations
