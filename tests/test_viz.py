@@ -85,6 +85,7 @@ def test_plot_feature_maps_model_and_array(tmp_path):
     x = np.random.default_rng(1).standard_normal((3, 16, 16)).astype(np.float32)
     check_png(vc.plot_feature_maps(net, x, str(tmp_path / "model.png")))
     check_png(vc.plot_feature_maps(net, x, str(tmp_path / "layer.png"), layer="4"))
+    check_png(vc.plot_feature_maps(net, x.astype(np.float64), str(tmp_path / "f64.png"), layer="2"))
     check_png(vc.plot_feature_maps(np.random.default_rng(0).random((1, 6, 5, 5)), None, str(tmp_path / "arr.png")))
     with pytest.raises(ValueError, match="input is needed"):
         vc.plot_feature_maps(net, None, str(tmp_path / "x.png"))

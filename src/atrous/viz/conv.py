@@ -266,7 +266,9 @@ def layer_output(model, input, layer=None):
     model.eval()
     try:
         with no_grad():
-            model(x.astype(np.float32) if x.dtype.kind != "f" else x)
+            # The model's own dtype (a picture may come as float64 or integers).
+            dtype = next((p.dtype for p in model.parameters()), np.dtype(np.float32))
+            model(x.astype(dtype, copy=False))
     except _Captured:
         pass
     finally:
@@ -324,7 +326,7 @@ def plot_feature_maps(source, input, path, layer=None, max_maps=32, ncols=8, cma
         axes[k].imshow(maps[k].astype(np.float64), cmap=cmap, interpolation="nearest")
         axes[k].set_title(f"ch {k}", fontsize=8, pad=2)
     more = f", first {n} of {C}" if n < C else ""
-    fig.suptitle(f"{what}: {C} maps of {H}x{W}{more}", fontsize=10)
+    fig.suptitle(f"{what}: {C} map{'s' if C > 1 else ''} of {H}x{W}{more}", fontsize=10)
     return _save(fig, path)
 
 
