@@ -1,0 +1,23 @@
+"""ONNX interop: ``load`` an ONNX model as an ``nn.Module``, ``export`` a model to ONNX.
+
+Both need the ``onnx`` package (``pip install atrous[onnx]``); it is imported only when they
+are called, so ``import atrous`` stays light.
+"""
+from .checks import OnnxImportError, OnnxRuntimeError
+
+
+def load(source, *, base_dir=None):
+    """Import an ONNX model (path, bytes or ModelProto) as an ``nn.Module``; see ``importer.load``."""
+    from .importer import load as _load
+
+    return _load(source, base_dir=base_dir)
+
+
+def export(*args, **kwargs):
+    """Export an atrous model to ONNX; see ``atrous.onnx.export.export``."""
+    from .export import export as _export
+
+    return _export(*args, **kwargs)
+
+
+__all__ = ["load", "export", "OnnxImportError", "OnnxRuntimeError"]
