@@ -146,7 +146,7 @@ class OffsetBranches(nn.Module):
 
     def forward(self, x):
         a = F.conv2d(x, self.weight)[:, :, :-1, :-1]
-        b = F.avg_pool2d(x[:, :, 2:, 2:], 2, stride=1)
+        b = F.avg_pool2d(x[..., 2:, 2:], 2, stride=1)
         return a + b
 
 
@@ -217,6 +217,23 @@ def test_global_average_pool_after_residual_stack():
     rf = receptive_field(net, (1, 10, 10))
     # 10 -> 5 units (field 3 + 2*2*2 = 11, jump 2, start 0); pooled: 11 + 4*2 = 19, centre 4.
     assert (rf.size, rf.jump, rf.start, rf.output_hw) == ((19, 19), (10, 10), (4, 4), (1, 1))
+
+
+def test_strided_slice_and_unknown_resampling():
+    class Net(nn.Module):
+        def forward(self, x):
+            return x[:, :, 1::2, ::3]  # rows 1, 3, 5, ...; columns 0, 3, 6, ...
+
+    rf = receptive_field(Net(), (1, 9, 9))
+    assert (rf.size, rf.jump, rf.start, rf.exact) == ((1, 1), (2, 3), (1, 0), True)
+
+    class Up(nn.Module):  # an op the tracker has no rule for: an upper bound, and a note
+        def forward(self, x):
+            return F.interpolate(x, scale_factor=2, mode="nearest")
+
+    rf = receptive_field(nn.Sequential(nn.Conv2d(1, 1, 3), Up()), (1, 8, 8))
+    assert not rf.exact and "unknown way" in rf.notes[0]
+    assert rf.size == (3 + 5, 3 + 5)  # each unit is taken to see the whole 6x6 map of fields
 
 
 # ----- dilation (Yu & Koltun) -----------------------------------------------------------------

@@ -224,11 +224,13 @@ class FieldTracker:
         return _Field(h, w, _spatial_hw(out))
 
     def _slice(self, f, x, out, index):
-        """``x[..., a:b:s, c:d:t]``-style crops of a 4-D map; None for anything fancier."""
-        index = index if isinstance(index, tuple) else (index,)
-        if len(index) > 4 or not all(isinstance(i, slice) for i in index[2:]):
-            return None
-        if not all(isinstance(i, (slice, int)) for i in index[:2]) or any(isinstance(i, int) for i in index[:2]):
+        """``x[:, :, a:b:s, c:d:t]`` or ``x[..., a:b, c:d]`` crops of a 4-D map; None for
+        anything else (integer or array indices, new axes)."""
+        index = list(index) if isinstance(index, tuple) else [index]
+        if index.count(Ellipsis) == 1:
+            at = index.index(Ellipsis)
+            index[at:at + 1] = [slice(None)] * (4 - len(index) + 1)
+        if len(index) > 4 or not all(isinstance(i, slice) for i in index):
             return None
         axes = [f.h, f.w]
         for k, sl in enumerate(index[2:]):
