@@ -1,4 +1,11 @@
 """Pictures (matplotlib, an optional dependency imported only when drawing)."""
+from .conv import plot_feature_maps, plot_filters, plot_im2col, plot_receptive_field
 from .training import plot_training_curves
 
-__all__ = ["plot_training_curves"]
+__all__ = [
+    "plot_training_curves",
+    "plot_im2col",
+    "plot_filters",
+    "plot_feature_maps",
+    "plot_receptive_field",
+]
