@@ -341,3 +341,18 @@ def test_gradients_of_imported_conv_resize_clip_prelu():
     check_gradients(lambda a: c(a), x)
     p = _one_node("PRelu", ["x", "s"], {})
     check_gradients(lambda a, s: p(x=a, s=s), x, rng.standard_normal((2, 1, 1)))
+
+
+@pytest.mark.parametrize("name, shape", [("lenet5", (2, 1, 32, 32)), ("resnet18", (1, 3, 32, 32))])
+def test_atrous_export_round_trip(tmp_path, name, shape):
+    """The zoo exported by ``atrous.onnx.export`` imports back with identical outputs."""
+    from atrous import models
+    from atrous.onnx import export
+
+    model = models.get_model(name).eval()
+    path = tmp_path / "m.onnx"
+    export(model, str(path), shape)
+    x = np.random.default_rng(11).standard_normal(shape).astype(np.float32)
+    with atrous.no_grad():
+        np.testing.assert_array_equal(np.asarray(load(path)(x)), np.asarray(model(x)))
+    assert callable(atrous.onnx.export)  # still the function after the submodule was imported

@@ -15,9 +15,16 @@ def load(source, *, base_dir=None):
 
 def export(*args, **kwargs):
     """Export an atrous model to ONNX; see ``atrous.onnx.export.export``."""
-    from .export import export as _export
+    import importlib
 
-    return _export(*args, **kwargs)
+    fn = importlib.import_module(".export", __name__).export
+    # Importing the submodule binds the package attribute ``export`` to the module; keep the
+    # function there (``from atrous.onnx.export import export`` still reaches the module's).
+    globals()["export"] = _export_entry
+    return fn(*args, **kwargs)
+
+
+_export_entry = export
 
 
 __all__ = ["load", "export", "OnnxImportError", "OnnxRuntimeError"]
