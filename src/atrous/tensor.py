@@ -13,6 +13,8 @@ from .backend import DEFAULT_DTYPE
 def _as_array(data, dtype=None):
     if isinstance(data, Tensor):
         data = data.data
+    if isinstance(data, np.generic):  # a full reduction's NumPy scalar becomes a 0-d array
+        data = np.asarray(data)
     if hasattr(data, "__array_namespace__") or isinstance(data, np.ndarray) or type(
         data
     ).__module__.startswith("cupy"):
