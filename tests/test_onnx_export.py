@@ -302,3 +302,58 @@ def test_output_not_traced():
 
     with pytest.raises(ValueError, match="not computed by traced atrous ops"):
         export(Escapes(), None, (2, 3))
+
+
+# ----- the CLI ---------------------------------------------------------------------------------
+def test_cli_export_model_and_weights(tmp_path, capsys):
+    from atrous.cli import main
+    from atrous.io.safetensors_io import save_safetensors
+
+    trained = _randomize_bn(models.digits_cnn())
+    weights = tmp_path / "digits.safetensors"
+    save_safetensors(trained.state_dict(), weights)
+    out = tmp_path / "digits.onnx"
+    assert main(["export", "--model", "digits_cnn", "--weights", str(weights), "--input", "1x8x8",
+                 "--batch", "4", str(out)]) == 0
+    assert "wrote" in capsys.readouterr().out
+    proto = onnx.load(str(out))
+    assert [d.dim_value for d in proto.graph.input[0].type.tensor_type.shape.dim] == [4, 1, 8, 8]
+    x = np.random.default_rng(0).standard_normal((4, 1, 8, 8)).astype(np.float32)
+    trained.eval()
+    np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0], trained(x).data,
+                               rtol=1e-4, atol=1e-5)
+
+
+def test_cli_export_from_run_folder(tmp_path):
+    import json
+
+    from atrous.cli import main
+    from atrous.io.checkpoint import save
+    from atrous.train import CHECKPOINT_NAME
+
+    run = tmp_path / "run"
+    run.mkdir()
+    kwargs = {"activation": "relu", "pool": "max", "num_classes": 3}
+    (run / "config.json").write_text(json.dumps({"model": "lenet5", "model_kwargs": kwargs}))
+    trained = models.lenet5(**kwargs)
+    save({"model": trained.state_dict(), "epoch": 1}, run / CHECKPOINT_NAME)
+    out = tmp_path / "lenet.onnx"
+    assert main(["export", "--checkpoint", str(run), "--opset", "18", str(out)]) == 0
+    proto = onnx.load(str(out))
+    assert proto.opset_import[0].version == 18
+    x = np.random.default_rng(0).standard_normal((1, 1, 32, 32)).astype(np.float32)
+    np.testing.assert_allclose(_session(proto).run(None, {"input": x})[0], trained(x).data,
+                               rtol=1e-4, atol=1e-5)
+    with pytest.raises(SystemExit, match="checkpoint holds lenet5"):
+        main(["export", "--checkpoint", str(run), "--model", "resnet18", str(out)])
+
+
+def test_cli_export_errors(tmp_path):
+    from atrous.cli import main
+
+    with pytest.raises(SystemExit, match="--model NAME or --checkpoint"):
+        main(["export", str(tmp_path / "x.onnx")])
+    with pytest.raises(SystemExit, match="unknown model 'nope'"):
+        main(["export", "--model", "nope", str(tmp_path / "x.onnx")])
+    with pytest.raises(SystemExit, match="--input must"):
+        main(["export", "--model", "lenet5", "--input", "1x32", str(tmp_path / "x.onnx")])
