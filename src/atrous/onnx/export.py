@@ -18,7 +18,8 @@ source indices atrous itself uses.
     >>> from atrous.onnx.export import export
     >>> export(models.resnet18(), "resnet18.onnx", (1, 3, 224, 224))  # doctest: +SKIP
 
-``onnx`` is imported only when ``export`` runs.
+``onnx`` is imported only when ``export`` runs. Tracing swaps ``Function.apply`` for the
+duration of one forward pass, so do not run other atrous work in parallel threads meanwhile.
 """
 from __future__ import annotations
 
