@@ -46,7 +46,7 @@ def build_models():
 def ort_session(model, batch, folder):
     import onnxruntime as ort
 
-    from atrous.onnx.export import export
+    from atrous.onnx.exporter import export
 
     path = os.path.join(folder, f"resnet18_b{batch}.onnx")
     export(model, path, (batch, 3, 224, 224))

@@ -19,7 +19,7 @@ from atrous import models, nn
 onnx = pytest.importorskip("onnx", reason="onnx is not installed (pip install -e '.[dev]')")
 ort = pytest.importorskip("onnxruntime", reason="onnxruntime is not installed (pip install -e '.[dev]')")
 
-from atrous.onnx.export import export  # noqa: E402
+from atrous.onnx.exporter import export  # noqa: E402
 
 
 def _session(proto):

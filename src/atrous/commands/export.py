@@ -79,7 +79,7 @@ def cmd_export(args):
     from .. import models
     from ..cli import read_config
     from ..io.checkpoint import load
-    from ..onnx.export import export
+    from ..onnx.exporter import export
     from ..train import CHECKPOINT_NAME
 
     name, kwargs, state = args.model, json.loads(args.model_kwargs), None

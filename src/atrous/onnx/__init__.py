@@ -13,18 +13,11 @@ def load(source, *, base_dir=None):
     return _load(source, base_dir=base_dir)
 
 
-def export(*args, **kwargs):
-    """Export an atrous model to ONNX; see ``atrous.onnx.export.export``."""
-    import importlib
+def export(model, path, input_shape, opset=17, **kwargs):
+    """Export an atrous model to ONNX; see ``atrous.onnx.exporter.export``."""
+    from .exporter import export as _export
 
-    fn = importlib.import_module(".export", __name__).export
-    # Importing the submodule binds the package attribute ``export`` to the module; keep the
-    # function there (``from atrous.onnx.export import export`` still reaches the module's).
-    globals()["export"] = _export_entry
-    return fn(*args, **kwargs)
-
-
-_export_entry = export
+    return _export(model, path, input_shape, opset=opset, **kwargs)
 
 
 __all__ = ["load", "export", "OnnxImportError", "OnnxRuntimeError"]

@@ -15,7 +15,7 @@ bin-averaging matrices, and interpolation and non-constant padding become ``Gath
 source indices atrous itself uses.
 
     >>> from atrous import models
-    >>> from atrous.onnx.export import export
+    >>> from atrous.onnx.exporter import export
     >>> export(models.resnet18(), "resnet18.onnx", (1, 3, 224, 224))  # doctest: +SKIP
 
 ``onnx`` is imported only when ``export`` runs. Tracing swaps ``Function.apply`` for the
