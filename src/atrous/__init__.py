@@ -17,3 +17,21 @@ __all__ = [
     "config",
     "manual_seed",
 ]
+
+from .shape import conv_output_size  # noqa: E402  (pure arithmetic, no imports)
+
+# Heavier tools load on first use, so `import atrous` stays light.
+_LAZY = {"summary": ".analysis", "receptive_field": ".analysis"}
+
+
+def __getattr__(name):
+    if name in _LAZY:
+        import importlib
+
+        value = getattr(importlib.import_module(_LAZY[name], __name__), name)
+        globals()[name] = value  # later lookups skip this function
+        return value
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+
+
+__all__ += ["summary", "receptive_field", "conv_output_size"]
