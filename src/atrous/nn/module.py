@@ -427,6 +427,13 @@ class Module:
     def eval(self):
         return self.train(False)
 
+    def fuse(self, groups=None, example_input=None):
+        """Fold each Conv2d -> BatchNorm2d (-> ReLU) for inference, in place (eval mode only);
+        returns self. See ``atrous.nn.utils.fuse`` for how pairs are found."""
+        from .utils import fuse
+
+        return fuse(self, groups, example_input)
+
     def requires_grad_(self, requires_grad=True):
         for p in self.parameters():
             p.requires_grad_(requires_grad)
