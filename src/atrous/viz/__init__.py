@@ -1,5 +1,6 @@
 """Pictures (matplotlib, an optional dependency imported only when drawing)."""
 from .conv import plot_feature_maps, plot_filters, plot_im2col, plot_receptive_field
+from .scan import plot_scan
 from .training import plot_training_curves
 
 __all__ = [
@@ -8,4 +9,5 @@ __all__ = [
     "plot_filters",
     "plot_feature_maps",
     "plot_receptive_field",
+    "plot_scan",
 ]
