@@ -41,6 +41,7 @@ __all__ = [
     "kaiming_uniform_",
     "kaiming_normal_",
     "orthogonal_",
+    "bilinear_",
 ]
 
 
@@ -249,3 +250,53 @@ def orthogonal_(tensor, gain=1, generator=None):
     if rows < cols:
         q = q.T
     return _fill(tensor, gain * q.reshape(arr.shape))
+
+
+def _bilinear_taps(size):
+    """The 1-D tent of FCN's ``upsample_filt``: 1 - |j - centre| / factor, j = 0..size-1, with
+    factor = ceil(size / 2) and the centre on a tap (odd size) or between two (even)."""
+    factor = (size + 1) // 2
+    centre = factor - 1 if size % 2 == 1 else factor - 0.5
+    return 1 - np.abs(np.arange(size) - centre) / factor
+
+
+def bilinear_(tensor):
+    """Fill a ``ConvTranspose2d`` weight (in, out/groups, kh, kw) with the bilinear upsampling
+    kernel, one channel to the same channel (FCN's ``interp`` surgery, Long et al. 2015).
+
+    The kernel is the outer product of two tents (:func:`_bilinear_taps`), placed on the
+    diagonal ``weight[c, c]`` (zeros elsewhere), or on every ``weight[c, 0]`` when out/groups
+    is 1 (a depthwise upsampler). With stride s, kernel 2s and padding s // 2 (s even; an odd
+    s takes kernel 2s - 1), the layer maps (H, W) to (sH, sW) and equals
+    ``interpolate(scale_factor=s, mode='bilinear', align_corners=False)`` except in the
+    outer s // 2 rows and columns: the tents of neighbouring inputs, s apart, overlap into
+    linear interpolation, and input pixel i's tent peaks at output i*s + (s - 1)/2, the
+    centre of its s x s block; at the border the transposed convolution sees zeros where
+    interpolate repeats the edge pixel.
+
+    Raises ValueError unless the weight is 4-D with in == out/groups or out/groups == 1.
+
+    >>> w = np.empty((3, 3, 4, 4), np.float32)
+    >>> bilinear_(w)[0, 0, :, 0]
+    array([0.0625, 0.1875, 0.1875, 0.0625], dtype=float32)
+    """
+    arr = _array(tensor)
+    if arr.ndim != 4:
+        raise ValueError(
+            f"bilinear_: expected a 4-D ConvTranspose2d weight (in, out/groups, kh, kw), got "
+            f"shape {tuple(arr.shape)}"
+        )
+    cin, cout = arr.shape[:2]
+    if cout != 1 and cin != cout:
+        raise ValueError(
+            f"bilinear_: upsampling maps each channel to itself, so the weight needs "
+            f"in_channels == out_channels/groups or out_channels/groups == 1, got shape "
+            f"{tuple(arr.shape)}"
+        )
+    kernel = np.outer(_bilinear_taps(arr.shape[2]), _bilinear_taps(arr.shape[3]))
+    values = np.zeros(arr.shape)
+    if cout == 1:
+        values[:, 0] = kernel
+    else:
+        values[np.arange(cin), np.arange(cin)] = kernel
+    return _fill(tensor, values)
