@@ -165,6 +165,9 @@ def test_epilogue_blocks_split_rows(rng, monkeypatch):
         np.testing.assert_array_equal(bias_relu_(y.copy(), b), want)
         np.testing.assert_array_equal(bias_relu_(y.copy(), None), np.maximum(y, 0))
         np.testing.assert_array_equal(bias_relu_(y.copy(), b, relu=False), y + b.reshape(1, -1, 1, 1))
+    strided = np.asfortranarray(y)  # not C-contiguous: must still be updated in place
+    assert bias_relu_(strided, b) is strided
+    np.testing.assert_array_equal(strided, want)
 
 
 def test_conv2d_relu_gradients(rng):

@@ -24,19 +24,26 @@ EPILOGUE_BYTES = 1 << 20  # one block of output rows: stays in cache between the
 
 
 def _conv_forward(x, w, stride, padding, dilation, groups):
-    """The convolution engine's forward (no bias); a fresh, C-contiguous (N, O, OH, OW) array."""
+    """The convolution engine's forward (no bias): a fresh (N, O, OH, OW) array that only this op
+    holds, so the epilogue may overwrite it."""
     return conv_gemm.forward(x, w, stride, padding, dilation, groups)
 
 
 def bias_relu_(y, b=None, relu=True):
     """In place: ``y += b`` per channel, then ``y = max(y, 0)``, one cache-sized block at a time.
 
-    Shape: y (N, O, OH, OW), C-contiguous; b (O,) or None. Returns y.
+    Shape: y (N, O, OH, OW); b (O,) or None. Returns y (a non-contiguous y takes two plain passes).
     Blocks are runs of whole (image, channel) rows of ``y.reshape(N*O, OH*OW)``, and the bias of
     row r is ``b[r % O]``, so a block takes its slice of the bias tiled N times.
     """
     xp = get_array_module(y)
     N, O = y.shape[:2]
+    if not y.flags.c_contiguous:  # reshape would copy, and the epilogue would miss y: two passes
+        if b is not None:
+            y += b.reshape(1, -1, 1, 1)
+        if relu:
+            xp.maximum(y, 0, out=y)
+        return y
     rows = y.reshape(N * O, -1)  # a view: y is contiguous
     bias = None if b is None else xp.tile(b, N)[:, None]  # (N*O, 1)
     step = max(1, EPILOGUE_BYTES // max(1, rows.shape[1] * y.itemsize))
