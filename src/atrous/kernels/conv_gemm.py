@@ -89,8 +89,16 @@ def _blocks(a, G, block):
     return a.reshape(nb // block, G, GM // G, -1)
 
 
-def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
-    """y = conv(x, w); see the module docstring for shapes. No bias (the caller adds it)."""
+def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, algorithm="auto"):
+    """y = conv(x, w); see the module docstring for shapes. No bias (the caller adds it).
+
+    ``algorithm='gemm'`` runs this engine; 'auto' lets ``kernels.algorithms`` choose (it may
+    pick Winograd or the direct depthwise kernel, and honours ``atrous.config.conv_algorithm``).
+    """
+    if algorithm != "gemm":
+        from . import algorithms
+
+        return algorithms.run("forward", x, w, None, stride, padding, dilation, groups)
     xp = get_array_module(x, w)
     N, C, H, W = x.shape
     O, Cg, KH, KW = w.shape
@@ -120,8 +128,12 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
     return y
 
 
-def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
-    """dL/dw (O, C/G, KH, KW) of y = conv(x, w), given x and gy = dL/dy."""
+def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, algorithm="auto"):
+    """dL/dw (O, C/G, KH, KW) of y = conv(x, w), given x and gy = dL/dy. ``algorithm``: as forward."""
+    if algorithm != "gemm":
+        from . import algorithms
+
+        return algorithms.run("weight_grad", x, gy, tuple(kernel), stride, padding, dilation, groups)
     xp = get_array_module(x, gy)
     N, C = x.shape[:2]
     O, OH, OW = gy.shape[1:]
@@ -161,12 +173,18 @@ def flip_weight(w, groups):
     return get_array_module(w).ascontiguousarray(wf).reshape(G * Cg, O // G, KH, KW)
 
 
-def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, method="auto"):
+def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, method="auto",
+               algorithm="auto"):
     """dL/dx (N, C, H, W) of y = conv(x, w) with x of spatial size ``input_hw``, given gy.
 
     This is also the transposed convolution of gy by w. ``method``: 'conv' (stride 1 only),
-    'col2im', or 'auto' (conv at stride 1, else col2im); both give the same result.
+    'col2im', or 'auto' (conv at stride 1, else col2im); both give the same result. An explicit
+    ``method`` or ``algorithm='gemm'`` runs this engine; otherwise ``kernels.algorithms`` chooses.
     """
+    if algorithm != "gemm" and method == "auto":
+        from . import algorithms
+
+        return algorithms.run("input_grad", gy, w, tuple(input_hw), stride, padding, dilation, groups)
     xp = get_array_module(gy, w)
     N, O, OH, OW = gy.shape
     _, Cg, KH, KW = w.shape
@@ -183,7 +201,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
         (t, _), (l, _) = padding
         eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
         pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
-        return forward(gy, flip_weight(w, G), (1, 1), pad, dilation, G)
+        return forward(gy, flip_weight(w, G), (1, 1), pad, dilation, G, algorithm="gemm")
     if method != "col2im":
         raise ValueError(f"input_grad: method must be 'auto', 'conv' or 'col2im', got {method!r}")
     gx = xp.empty((N, C, H, W), dtype=gy.dtype)

@@ -1,0 +1,247 @@
+"""Which convolution algorithm runs a given convolution: the list, the heuristic, the autotune.
+
+Every algorithm computes the same three things as ``conv_gemm`` (the reference)::
+
+    forward(x, w, stride, padding, dilation, groups)                -> y   (N, O, OH, OW)
+    input_grad(gy, w, input_hw, stride, padding, dilation, groups)  -> gx  (N, C, H, W)
+    weight_grad(x, gy, kernel, stride, padding, dilation, groups)   -> gw  (O, C/G, KH, KW)
+
+and each applies to some convolutions only:
+
+    ========================  =================================================================
+    'gemm'                    every convolution (im2col + GEMM; 1x1 without columns)
+    'winograd'                3x3, stride 1, dilation 1, groups 1: F(2x2, 3x3)
+    'winograd_f4'             the same convolutions: F(4x4, 3x3) (fewer multiplications, larger
+                              rounding error; see benchmarks/conv_accuracy.py)
+    'direct_depthwise'        groups == input channels, one input channel per group (any
+                              channel multiplier): ``kernels.depthwise``, when it is installed
+    ========================  =================================================================
+
+Choice, for each call (``select``):
+
+1. ``atrous.config.conv_algorithm`` names an algorithm: it runs wherever it applies, and
+   'gemm' elsewhere (so forcing 'winograd' on a ResNet still runs its 1x1 and strided layers).
+2. ``'auto'`` with ``atrous.config.conv_autotune`` true (like ``torch.backends.cudnn.benchmark``):
+   the first call of each (op, shapes, dtype, stride, padding, dilation, groups) times every
+   applicable algorithm and caches the fastest (``autotune_cache``, ``clear_autotune_cache``).
+3. ``'auto'`` otherwise: ``heuristic`` on the shapes alone.
+"""
+from __future__ import annotations
+
+import contextlib
+import time
+
+from ..backend import config
+from . import conv_gemm, winograd
+
+OPS = ("forward", "input_grad", "weight_grad")
+AUTO = "auto"
+
+
+def _depthwise():
+    """The direct depthwise kernels, or None where that module is absent."""
+    try:
+        from . import depthwise
+    except ImportError:
+        return None
+    return depthwise
+
+
+# ----- the algorithms ------------------------------------------------------------------------
+class Algorithm:
+    """A name, where it applies, and its three operations (signatures as ``conv_gemm``)."""
+
+    name = ""
+    autotuned = True  # offered to the heuristic and the autotune
+
+    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
+        raise NotImplementedError
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        raise NotImplementedError
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        raise NotImplementedError
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        raise NotImplementedError
+
+
+class Gemm(Algorithm):
+    name = "gemm"
+
+    def applies(self, *geometry):
+        return True
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        return conv_gemm.forward(x, w, stride, padding, dilation, groups, algorithm="gemm")
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        return conv_gemm.input_grad(gy, w, input_hw, stride, padding, dilation, groups, algorithm="gemm")
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        return conv_gemm.weight_grad(x, gy, kernel, stride, padding, dilation, groups, algorithm="gemm")
+
+
+class Winograd(Algorithm):
+    def __init__(self, name, m):
+        self.name, self.m = name, m
+
+    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
+        return winograd.supports(w_shape, stride, dilation, groups)
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        return winograd.forward(x, w, padding, self.m)
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        return winograd.input_grad(gy, w, input_hw, padding, self.m)
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        return winograd.weight_grad(x, gy, padding, self.m)
+
+
+class DirectDepthwise(Algorithm):
+    name = "direct_depthwise"
+
+    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
+        dw = _depthwise()
+        return dw is not None and dw.is_depthwise(x_shape, w_shape, groups)
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        return _depthwise().depthwise_forward(x, w, stride, padding, dilation)
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        x_shape = (gy.shape[0], w.shape[1] * groups) + tuple(input_hw)
+        return _depthwise().depthwise_input_grad(gy, w, x_shape, stride, padding, dilation)
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        w_shape = (gy.shape[1], x.shape[1] // groups) + tuple(kernel)
+        return _depthwise().depthwise_weight_grad(x, gy, w_shape, stride, padding, dilation)
+
+
+ALGORITHMS = {a.name: a for a in (Gemm(), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise())}
+
+
+def names():
+    """The algorithm names ``atrous.config.conv_algorithm`` accepts, 'auto' first."""
+    return (AUTO,) + tuple(ALGORITHMS)
+
+
+@contextlib.contextmanager
+def use_algorithm(name):
+    """Run the block with ``atrous.config.conv_algorithm = name``; the old value comes back after.
+
+    >>> with use_algorithm("gemm"):
+    ...     config.conv_algorithm
+    'gemm'
+    """
+    if name not in names():
+        raise ValueError(f"use_algorithm: name must be one of {names()}, got {name!r}")
+    old = config.conv_algorithm
+    config.conv_algorithm = name
+    try:
+        yield
+    finally:
+        config.conv_algorithm = old
+
+
+# ----- geometry and keys ---------------------------------------------------------------------
+def _geometry(op, a, b, extra, stride, padding, dilation, groups):
+    """(x_shape, w_shape) of the convolution behind one call of ``op``."""
+    if op == "forward":  # a = x, b = w
+        return tuple(a.shape), tuple(b.shape)
+    if op == "input_grad":  # a = gy, b = w, extra = input_hw
+        return (a.shape[0], b.shape[1] * groups) + tuple(extra), tuple(b.shape)
+    # weight_grad: a = x, b = gy, extra = kernel
+    return tuple(a.shape), (b.shape[1], a.shape[1] // groups) + tuple(extra)
+
+
+def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+    norm = (tuple(stride), tuple(map(tuple, padding)), tuple(dilation), int(groups))
+    return (op, x_shape, w_shape, str(dtype)) + norm
+
+
+# ----- the heuristic -------------------------------------------------------------------------
+# Winograd's transforms are memory-bound passes; they pay off only where they are small next
+# to the GEMMs they shorten: many channels on both sides (see heuristic's measurements).
+WINOGRAD_MIN_CHANNELS = 1 << 30  # NumPy transforms measured slower than GEMM on every layer
+
+
+def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
+    """The algorithm chosen from the shapes alone (no timing)."""
+    geometry = (x_shape, w_shape, stride, padding, dilation, groups)
+    if ALGORITHMS["direct_depthwise"].applies(*geometry):
+        return "direct_depthwise"
+    if ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS:
+        return "winograd"
+    return "gemm"
+
+
+# ----- the autotune --------------------------------------------------------------------------
+_cache: dict = {}
+AUTOTUNE_REPEATS = 2  # timed runs per algorithm after one untimed warm-up; the fastest counts
+
+
+def autotune_cache():
+    """A copy of the autotune results: {(op, x_shape, w_shape, dtype, stride, padding,
+    dilation, groups): algorithm name}."""
+    return dict(_cache)
+
+
+def clear_autotune_cache():
+    _cache.clear()
+
+
+def _autotune(op, key, candidates, args):
+    best, best_t, result = None, None, None
+    for name in candidates:
+        fn = getattr(ALGORITHMS[name], op)
+        out = fn(*args)  # warm-up; also the result if this one wins
+        t = None
+        for _ in range(AUTOTUNE_REPEATS):
+            t0 = time.perf_counter()
+            fn(*args)
+            dt = time.perf_counter() - t0
+            t = dt if t is None else min(t, dt)
+        if best_t is None or t < best_t:
+            best, best_t, result = name, t, out
+    _cache[key] = best
+    return best, result
+
+
+# ----- dispatch ------------------------------------------------------------------------------
+def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+    """The algorithm name for one call, without running anything (autotune results are used
+    when cached; a miss falls back to the heuristic)."""
+    geometry = (x_shape, w_shape, stride, padding, dilation, groups)
+    forced = config.conv_algorithm
+    if forced != AUTO:
+        if forced not in ALGORITHMS:
+            raise ValueError(
+                f"conv2d: atrous.config.conv_algorithm must be one of {names()}, got {forced!r}"
+            )
+        return forced if ALGORITHMS[forced].applies(*geometry) else "gemm"
+    if getattr(config, "conv_autotune", False):
+        cached = _cache.get(_key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups))
+        if cached is not None:
+            return cached
+    return heuristic(op, *geometry)
+
+
+def run(op, a, b, extra, stride, padding, dilation, groups):
+    """Run ``op`` ('forward', 'input_grad' or 'weight_grad') by the selected algorithm."""
+    x_shape, w_shape = _geometry(op, a, b, extra, stride, padding, dilation, groups)
+    geometry = (x_shape, w_shape, stride, padding, dilation, groups)
+    args = (a, b) + (() if op == "forward" else (extra,)) + (stride, padding, dilation, groups)
+    if config.conv_algorithm == AUTO and getattr(config, "conv_autotune", False):
+        key = _key(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)
+        if key not in _cache:
+            candidates = [n for n, alg in ALGORITHMS.items() if alg.autotuned and alg.applies(*geometry)]
+            if len(candidates) > 1:
+                return _autotune(op, key, candidates, args)[1]
+            _cache[key] = candidates[0]
+    name = select(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)
+    return getattr(ALGORITHMS[name], op)(*args)
+
+
+__all__ = ["ALGORITHMS", "OPS", "names", "use_algorithm", "heuristic", "select", "run", "autotune_cache", "clear_autotune_cache"]
