@@ -14,6 +14,8 @@ Run from the repository root (unset the OpenBLAS overrides for fair numbers)::
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/conv_layers.py
     ... conv_layers.py --layers resnet_56,depthwise --no-memory
+    ... conv_layers.py --algorithm winograd      # force one algorithm where it applies
+    ... conv_layers.py --autotune                # time the algorithms per layer, keep the fastest
 """
 from __future__ import annotations
 
@@ -156,10 +158,22 @@ def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--layers", default=",".join(LAYERS), help="comma-separated layer names")
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
+    parser.add_argument(
+        "--algorithm", default="auto",
+        help="atrous.config.conv_algorithm: auto, gemm, winograd, winograd_f4, direct_depthwise",
+    )
+    parser.add_argument("--autotune", action="store_true", help="atrous.config.conv_autotune = True")
     opts = parser.parse_args()
     header("conv2d layers, float32")
     import atrous
     import atrous.functional as F
+    from atrous.kernels.algorithms import names
+
+    if opts.algorithm not in names():
+        parser.error(f"--algorithm must be one of {names()}, got {opts.algorithm!r}")
+    atrous.config.conv_algorithm = opts.algorithm
+    atrous.config.conv_autotune = opts.autotune
+    print(f"atrous algorithm: {opts.algorithm}{', autotuned' if opts.autotune else ''}")
 
     try:
         import torch
