@@ -182,3 +182,20 @@ def test_finite_differences_through_winograd(name, padding, rng):
     b = rng.standard_normal(3)
     with use_algorithm(name):
         check_gradients(lambda X, W, B: F.conv2d(X, W, B, padding=padding), x, w, b)
+
+
+@pytest.mark.parametrize("m", winograd.TILES)
+@pytest.mark.parametrize("shape,O,padding", CASES[:4])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_transforms_equal_numpy_path(m, shape, O, padding, dtype, rng):
+    from atrous.kernels._numba import enabled, use_numba_disabled
+
+    if not enabled():
+        pytest.skip("numba is not installed (pip install 'atrous[fast]') or is disabled")
+    x = rng.standard_normal(shape).astype(dtype)
+    w = rng.standard_normal((O, shape[1], 3, 3)).astype(dtype)
+    y = winograd.forward(x, w, padding, m)
+    with use_numba_disabled():
+        y_np = winograd.forward(x, w, padding, m)
+    tol = 1e-12 if dtype == np.float64 else 1e-5
+    np.testing.assert_allclose(y, y_np, rtol=0, atol=tol * np.abs(y_np).max())

@@ -162,9 +162,12 @@ def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
 
 
 # ----- the heuristic -------------------------------------------------------------------------
-# Winograd's transforms are memory-bound passes; they pay off only where they are small next
-# to the GEMMs they shorten: many channels on both sides (see heuristic's measurements).
-WINOGRAD_MIN_CHANNELS = 1 << 30  # NumPy transforms measured slower than GEMM on every layer
+# Winograd's transforms are memory-bound passes that pay off only where they are small next to
+# the GEMMs they shorten (many channels on both sides). The heuristic picks it from this many
+# input and output channels; no layer qualifies yet: with the NumPy transforms it measured
+# slower than GEMM on every 3x3 layer of benchmarks/conv_layers.py, and the numba transforms'
+# measurements (on a heavily shared machine) were inconclusive. conv_autotune measures instead.
+WINOGRAD_MIN_CHANNELS = 1 << 30
 
 
 def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):

@@ -28,6 +28,11 @@ flipped, in/out-swapped kernel (a 3x3 stride-1 convolution again); the weight gr
 adjoint of the forward in the Winograd domain: ``dU[xi,nu] = dM[xi,nu] @ V[xi,nu]^T`` with
 ``dM = A gy A^T`` per output tile, then ``gw = G^T dU G``.
 
+With numba (``atrous[fast]``) the forward's input and output transforms are each one parallel
+pass (``_input_transform_nb``, ``_output_transform_nb``) that reads the unpadded input with
+bounds checks; the NumPy passes above stay the reference and run whenever numba is missing.
+The weight gradient uses the NumPy transforms in both cases.
+
 Batches are processed in chunks of images whose working memory fits
 ``atrous.config.workspace_bytes`` and the cache-sized ``CHUNK_BYTES`` of the GEMM engine.
 """
@@ -37,6 +42,7 @@ import numpy as np
 
 from ..backend import get_array_module
 from . import conv_gemm
+from ._numba import enabled, jit, prange, usable
 from .im2col import output_size, pad2d
 
 # Transform matrices: rows of B^T (a x a), G (a x 3), A^T (m x a). Exact in binary except
@@ -185,6 +191,69 @@ def _transformed_chunks(x, padding, out_hw, m, extra_per_image=0):
         yield n0, n1, Vc
 
 
+# ----- compiled transforms (numba, optional): one pass each, padding by bounds checks ----------
+@jit
+def _input_transform_nb(x, BT, t, l, TH, TW, V):
+    """V[xi, nu, c, n, th, tw] = (B^T d B)[xi, nu] of the tile of plane (n, c) at (th, tw);
+    tile pixel (i, j) is x[n, c, th*m + i - t, tw*m + j - l], zero outside x."""
+    N, C, H, W = x.shape
+    a = BT.shape[0]
+    m = a - 2
+    for p in prange(N * C):
+        n, c = p // C, p % C
+        d = np.empty((a, a), dtype=x.dtype)
+        r = np.empty((a, a), dtype=x.dtype)
+        for th in range(TH):
+            for tw in range(TW):
+                for i in range(a):
+                    h = th * m + i - t
+                    for j in range(a):
+                        v = tw * m + j - l
+                        d[i, j] = x[n, c, h, v] if 0 <= h < H and 0 <= v < W else 0.0
+                for xi in range(a):  # r = B^T d
+                    for j in range(a):
+                        acc = 0.0
+                        for i in range(a):
+                            acc += BT[xi, i] * d[i, j]
+                        r[xi, j] = acc
+                for xi in range(a):  # V = r B
+                    for nu in range(a):
+                        acc = 0.0
+                        for j in range(a):
+                            acc += r[xi, j] * BT[nu, j]
+                        V[xi, nu, c, n, th, tw] = acc
+
+
+@jit
+def _output_transform_nb(M, AT, TH, TW, y):
+    """y[n, o, th*m + i, tw*m + j] = (A^T M A)[i, j] of tile (n, th, tw), M (a, a, O, N, TH, TW)."""
+    N, O, OH, OW = y.shape
+    m, a = AT.shape
+    for p in prange(N * O):
+        n, o = p // O, p % O
+        q = np.empty((m, a), dtype=y.dtype)
+        for th in range(TH):
+            for tw in range(TW):
+                for i in range(m):  # q = A^T M
+                    for nu in range(a):
+                        acc = 0.0
+                        for xi in range(a):
+                            acc += AT[i, xi] * M[xi, nu, o, n, th, tw]
+                        q[i, nu] = acc
+                for i in range(m):
+                    h = th * m + i
+                    if h >= OH:
+                        break
+                    for j in range(m):
+                        v = tw * m + j
+                        if v >= OW:
+                            break
+                        acc = 0.0
+                        for nu in range(a):
+                            acc += q[i, nu] * AT[j, nu]
+                        y[n, o, h, v] = acc
+
+
 def forward(x, w, padding=((0, 0), (0, 0)), m=2):
     """y = conv2d(x, w) for a 3x3 kernel at stride 1, by F(m x m, 3x3); shapes as the module.
 
@@ -203,6 +272,8 @@ def forward(x, w, padding=((0, 0), (0, 0)), m=2):
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     if N == 0:
         return y
+    if enabled() and usable(x, w) and x.dtype == w.dtype:
+        return _forward_compiled(x, w, padding, m, y)
     _, _, AT = matrices(m, x.dtype)
     a = m + 2
     TH, TW = _tiles(out_hw, m)
@@ -226,6 +297,30 @@ def forward(x, w, padding=((0, 0), (0, 0)), m=2):
                 cw = -(-(OW - j) // m)
                 out = y[n0:n1, :, i::m, j::m].transpose(1, 0, 2, 3)
                 _combine(xp, AT[j], [Qc[i, nu][..., :ch, :cw] for nu in range(a)], out)
+    return y
+
+
+def _forward_compiled(x, w, padding, m, y):
+    """forward with the numba transforms: the same GEMMs, each transform one parallel pass."""
+    N, C = x.shape[:2]
+    O, OH, OW = y.shape[1:]
+    BT, _, AT = matrices(m, x.dtype)
+    a = m + 2
+    TH, TW = _tiles((OH, OW), m)
+    x, ((t, _), (l, _)) = _padded_input(x, padding, (OH, OW), m)  # crops only; pads by bounds
+    chunk = _chunk(N, a * a * (C + O) * TH * TW, x.dtype.itemsize)
+    U = filter_transform(w, m)
+    V = np.empty((a, a, C, chunk, TH, TW), dtype=x.dtype)
+    M = np.empty((a * a, O, chunk * TH * TW), dtype=x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        nb = n1 - n0
+        T = nb * TH * TW
+        Vc = V[:, :, :, :nb] if nb < chunk else V
+        _input_transform_nb(x[n0:n1], BT, t, l, TH, TW, Vc)
+        Mc = M[..., :T]
+        np.matmul(U, Vc.reshape(a * a, C, T), out=Mc)
+        _output_transform_nb(Mc.reshape(a, a, O, nb, TH, TW), AT, TH, TW, y[n0:n1])
     return y
 
 
