@@ -1,10 +1,10 @@
 """FCN-8s (Long, Shelhamer & Darrell, 2015): a classifier made fully convolutional, with skips.
 
     image -> VGG-16 trunk (conv1_1 padded by 100) ... pool3 (/8) ... pool4 (/16) ... pool5 (/32)
-          -> fc6 (7x7 conv, was Linear 25088->4096), fc7 (1x1, was Linear 4096->4096)
-          -> score_fr (1x1 to K)             -> upscore2 (x2)      ----+
-             score_pool4 (1x1 on pool4), crop ----------------------> + -> upscore_pool4 (x2) --+
-             score_pool3 (1x1 on pool3), crop ----------------------------------------------->  + -> upscore8 (x8), crop -> (N, K, H, W)
+    pool5 -> fc6 (7x7 conv, was Linear 25088->4096) -> fc7 (1x1, was Linear 4096->4096)
+          -> score_fr (1x1 to K) -> upscore2 (x2)
+          + crop(score_pool4(pool4))   (1x1 to K)  -> upscore_pool4 (x2)
+          + crop(score_pool3(pool3))   (1x1 to K)  -> upscore8 (x8) -> crop -> (N, K, H, W)
 
 The trunk and fc6/fc7 come from ``atrous.surgery.fully_convolutional`` applied to a VGG-16
 classifier (its Linear layers become convolutions with the same weights); the ImageNet
