@@ -73,6 +73,20 @@ def get_model(name, **kwargs):
     return constructor(**kwargs)
 
 
+# Segmentation networks live in their own registry (MODELS holds classifiers only).
+from .fcn8s import FCN8s, fcn8s, fcn8s_tiny  # noqa: E402
+from .segmentation import (  # noqa: E402
+    FCN,
+    SEGMENTATION_MODELS,
+    DeepLabV3,
+    deeplabv3_resnet50,
+    deeplabv3_tiny,
+    fcn_resnet50,
+    fcn_tiny,
+    get_segmentation_model,
+    list_segmentation_models,
+)
+
 __all__ = [
     "MODELS",
     "AlexNet",
@@ -101,4 +115,16 @@ __all__ = [
     "vgg16_bn",
     "wide_resnet",
     "wide_resnet50_2",
+    "FCN8s",
+    "fcn8s",
+    "fcn8s_tiny",
+    "FCN",
+    "SEGMENTATION_MODELS",
+    "DeepLabV3",
+    "deeplabv3_resnet50",
+    "deeplabv3_tiny",
+    "fcn_resnet50",
+    "fcn_tiny",
+    "get_segmentation_model",
+    "list_segmentation_models",
 ]
