@@ -30,9 +30,10 @@ otherwise, ``parallel=True``: ``prange`` loops are split over numba's threads, w
 
 Threads: numba is asked for its ``workqueue`` threading layer unless ``NUMBA_THREADING_LAYER``
 is set. Its idle threads sleep, where OpenMP threads spin for a while after each parallel loop
-and then compete with the BLAS threads of the next GEMM on a machine with few cores. (workqueue
-does not allow two Python threads to run parallel kernels at the same time; set
-``NUMBA_THREADING_LAYER=tbb`` or ``omp`` for that.)
+and then compete with the BLAS threads of the next GEMM on a machine with few cores.
+workqueue aborts the process if two Python threads enter parallel kernels at once, so with it
+``compiled`` hands out a wrapper that runs one parallel kernel at a time (a lock); with
+``NUMBA_THREADING_LAYER=tbb``, ``omp`` or ``threadsafe`` kernels run concurrently, unlocked.
 """
 from __future__ import annotations
 
@@ -48,6 +49,8 @@ DISABLE_ENV = "ATROUS_DISABLE_NUMBA"
 prange = range  # what kernels see when they run as plain Python (tests of the kernels themselves)
 
 _lock = threading.RLock()
+_run_lock = threading.Lock()  # one parallel kernel at a time under the workqueue layer
+_CONCURRENT_LAYERS = ("tbb", "omp", "threadsafe")
 _numba = None  # the module once imported
 _tried = False  # import attempted (successfully or not)
 _threads = None  # the count asked for by set_threads, applied whenever numba is (or gets) loaded
@@ -132,19 +135,26 @@ class Kernel:
     def __init__(self, fn, options):
         self.py_func = fn
         self.options = options
-        self._dispatcher = None
+        self._dispatcher = None  # numba's dispatcher (what other compiled kernels call)
+        self._call = None  # what ``compiled`` returns: the dispatcher, or it behind a lock
         self.__name__, self.__doc__ = fn.__name__, fn.__doc__
 
     @property
     def compiled(self):
         if not enabled():
             return None
-        nb = _numba
-        _sync(nb)
-        if self._dispatcher is None:
-            with _lock:
-                if self._dispatcher is None:
-                    self._dispatcher = self._build(nb)
+        _sync(_numba)
+        if self._call is None:
+            self._build_once()
+        return self._call
+
+    def _build_once(self):
+        with _lock:
+            if self._dispatcher is None:
+                self._dispatcher = self._build(_numba)
+                parallel = self.options.get("parallel", True)
+                layer = os.environ.get("NUMBA_THREADING_LAYER", "default")
+                self._call = _serialised(self._dispatcher) if parallel and layer not in _CONCURRENT_LAYERS else self._dispatcher
         return self._dispatcher
 
     def _build(self, nb):
@@ -156,7 +166,7 @@ class Kernel:
         for name in fn.__code__.co_names:  # only the globals this function's code refers to
             value = env.get(name)
             if isinstance(value, Kernel) and value is not self:
-                env[name] = value.compiled
+                env[name] = value._build_once()
         clone = types.FunctionType(fn.__code__, env, fn.__name__, fn.__defaults__, fn.__closure__)
         clone.__qualname__, clone.__module__, clone.__doc__ = fn.__qualname__, fn.__module__, fn.__doc__
         opts = dict(cache=True, parallel=True, nogil=True)
@@ -173,6 +183,15 @@ class Kernel:
 
     def __repr__(self):
         return f"<atrous numba kernel {self.__name__}>"
+
+
+def _serialised(dispatcher):
+    def call(*args):
+        with _run_lock:
+            return dispatcher(*args)
+
+    call.dispatcher = dispatcher
+    return call
 
 
 def jit(fn=None, **options):

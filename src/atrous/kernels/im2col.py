@@ -15,12 +15,17 @@ tap (kh, kw) (Caffe's order: channel, then kernel row, then kernel column), so
 im2col builds a read-only 6-D *view* of the padded input with ``as_strided`` -- tap (kh, kw)
 of window (oh, ow) sits at element (oh*SH + kh*DH, ow*SW + kw*DW) -- and makes one copy of it
 into the column buffer. col2im is its adjoint: a loop over the KH*KW taps, each adding one
-strided slab of columns into the padded gradient, so overlapping windows sum.
+strided slab of columns into the padded gradient, so overlapping windows sum. With numba
+(``atrous[fast]``) col2im runs compiled instead: one pass per (n, c) plane over both cores,
+adding the taps in the same order, so the result is bitwise the same.
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
 from ..shape import conv_output_size
+from ._numba import enabled, jit, prange, usable
 
 _ZERO = ((0, 0), (0, 0))
 
@@ -132,6 +137,10 @@ def col2im(cols, x_shape, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1),
     B = N // block
     OH, OW = output_size((H, W), kernel, stride, padding, dilation)
     taps = cols.reshape(B, C, KH, KW, block, OH, OW)
+    if enabled() and usable(cols):
+        gx = np.empty((N, C, H, W), dtype=cols.dtype)
+        _col2im_nb.compiled(np.ascontiguousarray(taps), gx, SH, SW, t, l, DH, DW)
+        return gx
     gpad = xp.zeros((B, block, C, H + t + b, W + l + r), dtype=cols.dtype)
     for kh in range(KH):
         h0 = kh * DH  # tap kh of window oh reads padded row oh*SH + kh*DH
@@ -141,3 +150,25 @@ def col2im(cols, x_shape, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1),
             cols_ = slice(w0, w0 + SW * (OW - 1) + 1, SW)
             gpad[:, :, :, rows, cols_] += taps[:, :, kh, kw].transpose(0, 2, 1, 3, 4)
     return unpad2d(gpad.reshape(N, C, H + t + b, W + l + r), padding)
+
+
+@jit
+def _col2im_nb(taps, gx, SH, SW, t, l, DH, DW):
+    """col2im per (n, c) plane, taps outermost as the NumPy loop. Tap (kh, kw) of window
+    (oh, ow) is input pixel (oh*SH - t + kh*DH, ow*SW - l + kw*DW); only windows whose tap lands
+    inside the input are visited: oh in [ceil((t - kh*DH) / SH), floor((H-1 + t - kh*DH) / SH)]."""
+    C, KH, KW, block, OH, OW = taps.shape[1:]
+    N, H, W = gx.shape[0], gx.shape[2], gx.shape[3]
+    for job in prange(N * C):
+        n, c = job // C, job % C
+        nb, i = n // block, n % block
+        gx[n, c] = 0
+        for kh in range(KH):
+            dh = kh * DH - t
+            oh0, oh1 = max(0, -(dh // SH)), min(OH, (H - 1 - dh) // SH + 1)
+            for kw in range(KW):
+                dw = kw * DW - l
+                ow0, ow1 = max(0, -(dw // SW)), min(OW, (W - 1 - dw) // SW + 1)
+                for oh in range(oh0, oh1):
+                    for ow in range(ow0, ow1):
+                        gx[n, c, oh * SH + dh, ow * SW + dw] += taps[nb, c, kh, kw, i, oh, ow]

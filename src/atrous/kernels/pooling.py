@@ -16,10 +16,18 @@ taps. Max pooling turns each window's winning tap into a flat pixel index and sc
 all gradients at once (``add.at``), which also accumulates when windows share a maximum.
 
 Adaptive pooling uses PyTorch's bins: output i covers [floor(i*H/OH), ceil((i+1)*H/OH)).
+
+Compiled paths (numba, ``atrous[fast]``; see ``kernels._numba``): fixed-window max and average
+pooling, forward and backward, run as one pass per (n, c) plane over both cores instead of
+several NumPy passes per tap. They visit the taps in the same order as the NumPy code and
+give bitwise equal results (the NumPy code is the reference and the fallback).
 """
 from __future__ import annotations
 
+import numpy as np
+
 from ..backend import get_array_module
+from ._numba import enabled, jit, prange, usable
 
 
 # ----- geometry ------------------------------------------------------------------------
@@ -114,6 +122,8 @@ def max_pool2d_forward(x, out_hw, kernel, stride, padding, dilation, need_arg=Tr
     order, a NaN winning as in PyTorch: its last NaN), or KH*KW for a window with no in-bounds
     tap (its output is -inf and it gets no gradient).
     """
+    if _compiled_ok(x):
+        return _max_pool2d_forward_nb(x, out_hw, kernel, stride, padding, dilation, need_arg)
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = out_hw
@@ -144,7 +154,7 @@ def max_pool2d_forward(x, out_hw, kernel, stride, padding, dilation, need_arg=Tr
     if need_arg and xp.isnan(out).any():
         # PyTorch takes ``val > max || isnan(val)``: the last NaN of the window wins.
         for t, o, i in taps:
-            xp.copyto(arg[o], t, where=xp.isnan(xs[i]))
+            xp.copyto(arg[o], arg.dtype.type(t), where=xp.isnan(xs[i]))
     return out, arg
 
 
@@ -176,6 +186,8 @@ def max_pool2d_backward(g, arg, x_shape, kernel, stride, padding, dilation):
 
     One scatter-add over flat indices: overlapping windows that share a winner accumulate.
     """
+    if _compiled_ok(g):
+        return _max_pool2d_backward_nb(g, arg, x_shape, kernel, stride, padding, dilation)
     xp = get_array_module(g)
     idx = max_pool2d_indices(arg, x_shape[-2:], kernel, stride, padding, dilation)
     empty = arg == kernel[0] * kernel[1]
@@ -201,6 +213,8 @@ def avg_pool_divisor(xp, size, out, k, s, p, count_include_pad):
 
 def avg_pool2d_forward(x, out_hw, kernel, stride, padding, divisor):
     """Average pooling: per-window sum over in-bounds taps / ``divisor`` ((OH, OW) or scalar)."""
+    if _compiled_ok(x, divisor):
+        return _avg_pool2d_nb(x, None, x.shape, out_hw, kernel, stride, padding, divisor)
     xp = get_array_module(x)
     N, C, H, W = x.shape
     OH, OW = out_hw
@@ -214,6 +228,8 @@ def avg_pool2d_forward(x, out_hw, kernel, stride, padding, divisor):
 
 def avg_pool2d_backward(g, x_shape, kernel, stride, padding, divisor):
     """Each input pixel gets g / divisor from every window (tap) that covers it."""
+    if _compiled_ok(g, divisor):
+        return _avg_pool2d_nb(None, g, x_shape, g.shape[-2:], kernel, stride, padding, divisor)
     xp = get_array_module(g)
     H, W = x_shape[-2:]
     OH, OW = g.shape[-2:]
@@ -223,6 +239,144 @@ def avg_pool2d_backward(g, x_shape, kernel, stride, padding, divisor):
     for _, o, i in _taps(H, W, OH, OW, kernel, stride, padding, (1, 1)):
         gxs[i] += gd[o]
     return merge_columns(gxs, W)
+
+
+# ----- compiled paths (numba) --------------------------------------------------------------
+# Per (n, c) plane, taps outermost as in the NumPy code: for tap (kh, kw) the outputs whose tap
+# is inside the input form the rectangle [oh0, oh1) x [ow0, ow1) (``tap_range``), so the inner
+# loops carry no bounds checks, and every output (or input pixel, backward) sees its taps in
+# the NumPy code's order.
+
+
+def _compiled_ok(a, divisor=None):
+    if not enabled() or not usable(a):
+        return False
+    return divisor is None or getattr(divisor, "dtype", None) == a.dtype
+
+
+def _tap_table(H, W, OH, OW, kernel, stride, padding, dilation):
+    """(KH*KW, 4) int64 rows (oh0, oh1, ow0, ow1), empty ranges for taps wholly in the padding."""
+    (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel, stride, padding, dilation
+    table = np.zeros((KH * KW, 4), dtype=np.int64)
+    for kh in range(KH):
+        rows = tap_range(H, OH, SH, PH, kh * DH)
+        for kw in range(KW):
+            cols = tap_range(W, OW, SW, PW, kw * DW)
+            if rows is not None and cols is not None:
+                table[kh * KW + kw] = (rows[0].start, rows[0].stop, cols[0].start, cols[0].stop)
+    return table
+
+
+@jit
+def _max_pool_fwd_nb(xs, out, arg, first, need_arg, table, KW, SH, DH, PH, phase_of, col_of):
+    """Taps outermost, like the NumPy code, over ``split_columns``'s phases so every inner loop
+    reads unit-stride rows; the running maximum and winning tap are kept in plane buffers."""
+    N, C = out.shape[0], out.shape[1]
+    OH, OW = out.shape[2], out.shape[3]
+    for job in prange(N * C):
+        n, c = job // C, job % C
+        best = np.full((OH, OW), -np.inf, dtype=out.dtype)
+        win = first.copy()  # int32: PyTorch's initial maxindex, or KH*KW for an empty window
+        for t in range(table.shape[0]):
+            oh0, oh1, ow0, ow1 = table[t, 0], table[t, 1], table[t, 2], table[t, 3]
+            ph, j0 = phase_of[t], col_of[t]  # tap t reads phase ph, columns j0 + (ow - ow0)
+            dh = (t // KW) * DH - PH
+            for oh in range(oh0, oh1):
+                src = xs[ph, n, c, oh * SH + dh, j0 : j0 + ow1 - ow0]
+                b, w = best[oh, ow0:ow1], win[oh, ow0:ow1]
+                if need_arg:
+                    for j in range(ow1 - ow0):
+                        # PyTorch's ``val > max || isnan(val)``: the first maximum, the last
+                        # NaN. Selects, not branches: which tap wins is unpredictable.
+                        v = src[j]
+                        take = (v > b[j]) | (v != v)
+                        b[j] = v if take else b[j]
+                        w[j] = t if take else w[j]
+                else:
+                    for j in range(ow1 - ow0):
+                        v = src[j]
+                        b[j] = v if (v > b[j]) | (v != v) else b[j]
+        out[n, c] = best
+        if need_arg:
+            for oh in range(OH):
+                for ow in range(OW):
+                    arg[n, c, oh, ow] = win[oh, ow]
+
+
+@jit
+def _max_pool_bwd_nb(g, arg, gx, KH, KW, SH, SW, PH, PW, DH, DW):
+    N, C = g.shape[0], g.shape[1]
+    OH, OW = g.shape[2], g.shape[3]
+    for job in prange(N * C):
+        n, c = job // C, job % C
+        gx[n, c] = 0
+        for oh in range(OH):  # outputs in order, as add.at: shared winners sum in that order
+            for ow in range(OW):
+                t = arg[n, c, oh, ow]
+                if t < KH * KW:
+                    gx[n, c, oh * SH - PH + (t // KW) * DH, ow * SW - PW + (t % KW) * DW] += g[n, c, oh, ow]
+
+
+@jit
+def _avg_pool_nb(x, g, out, div, backward, table, KW, SH, SW, PH, PW):
+    N, C = out.shape[0], out.shape[1]
+    for job in prange(N * C):
+        n, c = job // C, job % C
+        out[n, c] = 0
+        for t in range(table.shape[0]):
+            oh0, oh1, ow0, ow1 = table[t, 0], table[t, 1], table[t, 2], table[t, 3]
+            dh, dw = (t // KW) - PH, (t % KW) - PW
+            for oh in range(oh0, oh1):
+                ih = oh * SH + dh
+                for ow in range(ow0, ow1):
+                    if backward:  # input pixel += g / divisor of each window covering it
+                        out[n, c, ih, ow * SW + dw] += g[n, c, oh, ow] / div[oh, ow]
+                    else:
+                        out[n, c, oh, ow] += x[n, c, ih, ow * SW + dw]
+        if not backward:
+            for oh in range(out.shape[2]):
+                for ow in range(out.shape[3]):
+                    out[n, c, oh, ow] /= div[oh, ow]
+
+
+def _max_pool2d_forward_nb(x, out_hw, kernel, stride, padding, dilation, need_arg):
+    N, C, H, W = x.shape
+    (OH, OW), (KH, KW), (SH, SW) = out_hw, kernel, stride
+    table = _tap_table(H, W, OH, OW, kernel, stride, padding, dilation)
+    # Input column of tap t at output ow0: ow0*SW - PW + kw*DW = phase (c % SW), c // SW.
+    col = table[:, 2] * SW - padding[1] + (np.arange(KH * KW) % KW) * dilation[1]
+    col = np.where(table[:, 2] < table[:, 3], col, 0)  # empty taps: any valid number
+    kh0, _, vh = _first_tap(np, H, OH, KH, SH, padding[0], dilation[0])
+    kw0, _, vw = _first_tap(np, W, OW, KW, SW, padding[1], dilation[1])
+    first = np.where(vh[:, None] & vw[None, :], kh0[:, None] * KW + kw0[None, :], KH * KW)
+    out = np.empty((N, C, OH, OW), dtype=x.dtype)
+    arg = np.empty((N, C, OH, OW) if need_arg else (0, 0, 0, 0), dtype=_arg_dtype(np, KH * KW))
+    xs = np.ascontiguousarray(split_columns(x, SW))
+    _max_pool_fwd_nb.compiled(xs, out, arg, first.astype(np.int32), need_arg, table, KW, SH,
+                              dilation[0], padding[0], col % SW, col // SW)
+    return out, (arg if need_arg else None)
+
+
+def _max_pool2d_backward_nb(g, arg, x_shape, kernel, stride, padding, dilation):
+    gx = np.empty(tuple(x_shape), dtype=g.dtype)
+    _max_pool_bwd_nb.compiled(np.ascontiguousarray(g), np.ascontiguousarray(arg), gx, *kernel,
+                              *stride, *padding, *dilation)
+    return gx
+
+
+def _avg_pool2d_nb(x, g, x_shape, out_hw, kernel, stride, padding, divisor):
+    N, C, H, W = x_shape
+    OH, OW = out_hw
+    table = _tap_table(H, W, OH, OW, kernel, stride, padding, (1, 1))
+    div = np.ascontiguousarray(np.broadcast_to(divisor, (OH, OW)))
+    a = x if x is not None else g
+    backward = x is None
+    out = np.empty((N, C, H, W) if backward else (N, C, OH, OW), dtype=a.dtype)
+    empty = np.empty((0, 0, 0, 0), dtype=a.dtype)
+    _avg_pool_nb.compiled(empty if backward else np.ascontiguousarray(x),
+                          np.ascontiguousarray(g) if backward else empty,
+                          out, div, backward, table, kernel[1], *stride, *padding)
+    return out
 
 
 # ----- adaptive pooling --------------------------------------------------------------------
