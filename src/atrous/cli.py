@@ -4,6 +4,13 @@
     atrous train --model digits_cnn --dataset digits --epochs 12 --out runs/digits
     atrous train --out runs/digits --resume          # continue an interrupted run
     atrous evaluate --checkpoint runs/digits
+
+Segmentation runs (``--task segment``, the default for ``--dataset digit_scenes``) take their
+model from the segmentation registry (``atrous.models.get_segmentation_model``) and report
+pixel accuracy and mean IoU:
+
+    atrous train --task segment --model deeplab_tiny --dataset digit_scenes --out runs/seg
+    atrous evaluate --checkpoint runs/seg
 """
 from __future__ import annotations
 
@@ -18,8 +25,16 @@ CONFIG_NAME = "config.json"
 
 
 # ----- building blocks shared by train, evaluate and the demo ------------------------------
-def load_dataset(name, split, root=None):
-    """Return ``(images, labels)`` NumPy arrays of a named dataset split."""
+DATASETS = ("digits", "mnist", "cifar10", "digit_scenes")
+SEGMENTATION_DATASETS = ("digit_scenes",)
+
+
+def load_dataset(name, split, root=None, options=None):
+    """Return ``(images, labels)`` NumPy arrays of a named dataset split.
+
+    For ``digit_scenes`` the labels are (N, H, W) masks and ``options`` holds the scene
+    settings (``size``, ``n_scenes`` / ``n_test_scenes``, ``n_digits``, ``seed``...).
+    """
     from . import data
 
     if name == "digits":
@@ -28,9 +43,30 @@ def load_dataset(name, split, root=None):
         if root is None:
             raise SystemExit(f"atrous: --data-root is required for dataset '{name}'")
         ds = getattr(data, name)(root, split=split)
+    elif name == "digit_scenes":
+        from .data.digit_scenes import digit_scenes
+
+        opts = dict(options or {})
+        n_test = opts.pop("n_test_scenes", None)
+        if split == "test":
+            opts["n_scenes"] = n_test
+        if isinstance(opts.get("n_digits"), list):
+            opts["n_digits"] = tuple(opts["n_digits"])
+        if isinstance(opts.get("digit_size"), list):
+            opts["digit_size"] = tuple(opts["digit_size"])
+        try:
+            ds = digit_scenes(split, **opts)
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"atrous: {e}") from None
+        return ds.images, ds.masks
     else:
-        raise SystemExit(f"atrous: unknown dataset '{name}' (choose digits, mnist or cifar10)")
+        raise SystemExit(f"atrous: unknown dataset '{name}' (choose {', '.join(DATASETS)})")
     return ds.images, ds.labels
+
+
+def task_of(cfg):
+    """'segment' or 'classify' for a run config (older configs have no 'task')."""
+    return cfg.get("task") or ("segment" if cfg.get("dataset") in SEGMENTATION_DATASETS else "classify")
 
 
 def build_optimizer(cfg, params):
@@ -67,7 +103,19 @@ def build_scheduler(cfg, optimizer, steps_per_epoch):
 def build_model(cfg):
     from . import models
 
-    return models.get_model(cfg["model"], **cfg.get("model_kwargs", {}))
+    kwargs = dict(cfg.get("model_kwargs", {}))
+    if task_of(cfg) == "segment":
+        from .models import segmentation
+
+        if cfg.get("dataset") == "digit_scenes":
+            from .data.digit_scenes import NUM_CLASSES
+
+            kwargs.setdefault("num_classes", NUM_CLASSES)
+        try:
+            return segmentation.get_segmentation_model(cfg["model"], **kwargs)
+        except (TypeError, ValueError) as e:
+            raise SystemExit(f"atrous: segmentation model '{cfg['model']}': {e}") from None
+    return models.get_model(cfg["model"], **kwargs)
 
 
 def make_trainer(cfg, progress=True):
@@ -76,17 +124,20 @@ def make_trainer(cfg, progress=True):
     from .train import Trainer
 
     manual_seed(cfg["seed"])
-    x_train, y_train = load_dataset(cfg["dataset"], "train", cfg.get("data_root"))
-    x_test, y_test = load_dataset(cfg["dataset"], "test", cfg.get("data_root"))
+    task = task_of(cfg)
+    opts = cfg.get("dataset_kwargs")
+    x_train, y_train = load_dataset(cfg["dataset"], "train", cfg.get("data_root"), opts)
+    x_test, y_test = load_dataset(cfg["dataset"], "test", cfg.get("data_root"), opts)
     model = build_model(cfg)
     train_loader = data.DataLoader(data.TensorDataset(x_train, y_train), batch_size=cfg["batch_size"],
                                    shuffle=True, seed=cfg["seed"])
-    test_loader = data.DataLoader(data.TensorDataset(x_test, y_test), batch_size=256)
+    # Segmentation keeps C x H x W logits per image: smaller evaluation batches.
+    test_loader = data.DataLoader(data.TensorDataset(x_test, y_test), batch_size=256 if task == "classify" else 32)
     optimizer = build_optimizer(cfg, model.parameters())
     scheduler, step_on = build_scheduler(cfg, optimizer, len(train_loader))
     trainer = Trainer(model, optimizer, train_loader, test_loader, scheduler=scheduler,
                       scheduler_step=step_on, out_dir=cfg["out"], progress=progress,
-                      checkpoint_every=cfg.get("checkpoint_every"), run_info=cfg)
+                      checkpoint_every=cfg.get("checkpoint_every"), run_info=cfg, task=task)
     return trainer
 
 
@@ -113,6 +164,14 @@ def cmd_models(args):
         model = models.get_model(name)
         count = sum(p.size for p in model.parameters())
         print(f"{name:<24}{count:>16,}")
+    if args.segmentation:
+        from .models import segmentation
+
+        print(f"\n{'segmentation model':<24}{'parameters':>16}  (21 classes)")
+        for name in sorted(segmentation.SEGMENTATION_MODELS):
+            model = segmentation.get_segmentation_model(name, num_classes=21)
+            count = sum(p.size for p in model.parameters())
+            print(f"{name:<24}{count:>16,}")
     return 0
 
 
@@ -123,13 +182,24 @@ def cmd_train(args):
         cfg = read_config(args.out)
         cfg["epochs"] = args.epochs if args.epochs is not None else cfg["epochs"]
     else:
+        task = args.task or ("segment" if args.dataset in SEGMENTATION_DATASETS else "classify")
+        if task == "segment" and args.dataset not in SEGMENTATION_DATASETS:
+            raise SystemExit(f"atrous: --task segment needs a segmentation dataset "
+                             f"({', '.join(SEGMENTATION_DATASETS)}), got '{args.dataset}'")
+        if task == "classify" and args.dataset in SEGMENTATION_DATASETS:
+            raise SystemExit(f"atrous: dataset '{args.dataset}' has per-pixel labels; use --task segment")
+        model = args.model or ("deeplab_tiny" if task == "segment" else "digits_cnn")
         cfg = {
-            "model": args.model, "model_kwargs": json.loads(args.model_kwargs),
+            "model": model, "model_kwargs": json.loads(args.model_kwargs),
             "dataset": args.dataset, "data_root": args.data_root, "epochs": args.epochs or 10,
             "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
             "momentum": args.momentum, "weight_decay": args.weight_decay, "schedule": args.schedule,
             "seed": args.seed, "out": args.out, "checkpoint_every": args.checkpoint_every,
         }
+        if task == "segment":
+            cfg["task"] = task
+            cfg["dataset_kwargs"] = {"size": args.scene_size, "n_scenes": args.scenes,
+                                     "n_test_scenes": args.test_scenes, "seed": args.data_seed}
     write_config(cfg)
     trainer = make_trainer(cfg, progress=not args.quiet)
     if args.resume:
@@ -141,39 +211,68 @@ def cmd_train(args):
     history = trainer.fit(cfg["epochs"])
     if trainer.interrupted:
         return 130
-    if history and history[-1].val_acc is not None:
-        print(f"test accuracy {100 * history[-1].val_acc:.2f}%  (run folder: {cfg['out']})")
+    last = history[-1] if history else None
+    if last is not None and last.val_miou is not None:
+        print(f"test mIoU {last.val_miou:.4f}  pixel accuracy {100 * last.val_acc:.2f}%  "
+              f"(run folder: {cfg['out']})")
+    elif last is not None and last.val_acc is not None:
+        print(f"test accuracy {100 * last.val_acc:.2f}%  (run folder: {cfg['out']})")
     return 0
 
 
 def cmd_evaluate(args):
     from . import data
     from .io.checkpoint import load
-    from .train import CHECKPOINT_NAME, evaluate
+    from .train import CHECKPOINT_NAME, evaluate, evaluate_scores
 
     run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
     path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
     cfg = read_config(run_dir)
     model = build_model(cfg)
     model.load_state_dict(load(path)["model"])
-    x, y = load_dataset(cfg["dataset"], args.split, cfg.get("data_root"))
+    x, y = load_dataset(cfg["dataset"], args.split, cfg.get("data_root"), cfg.get("dataset_kwargs"))
+    if task_of(cfg) == "segment":
+        s = evaluate_scores(model, data.DataLoader(data.TensorDataset(x, y), batch_size=32), task="segment")
+        print(f"{cfg['model']} on {cfg['dataset']}/{args.split}: loss {s.loss:.4f}  mIoU {s.miou:.4f}  "
+              f"pixel accuracy {100 * s.acc:.2f}%  ({len(y)} images)")
+        names = _class_names(cfg, len(s.iou))
+        print("IoU per class: " + "  ".join(f"{n} {v:.3f}" for n, v in zip(names, s.iou)))
+        return 0
     loss, acc = evaluate(model, data.DataLoader(data.TensorDataset(x, y), batch_size=256))
     print(f"{cfg['model']} on {cfg['dataset']}/{args.split}: loss {loss:.4f}  accuracy {100 * acc:.2f}%  ({len(y)} images)")
     return 0
+
+
+def _class_names(cfg, n):
+    if cfg.get("dataset") == "digit_scenes":
+        from .data.digit_scenes import CLASSES
+
+        if len(CLASSES) == n:
+            return CLASSES
+    return [str(i) for i in range(n)]
 
 
 def build_parser():
     p = argparse.ArgumentParser(prog="atrous", description="Convolutional networks in NumPy.")
     sub = p.add_subparsers(dest="command", required=True)
 
-    sub.add_parser("models", help="list the model zoo with parameter counts").set_defaults(func=cmd_models)
+    m = sub.add_parser("models", help="list the model zoo with parameter counts")
+    m.add_argument("--segmentation", action="store_true", help="also list the segmentation models")
+    m.set_defaults(func=cmd_models)
 
     t = sub.add_parser("train", help="train a model and write checkpoints, metrics and curves",
                        formatter_class=argparse.ArgumentDefaultsHelpFormatter)
-    t.add_argument("--model", default="digits_cnn", help="zoo name (see 'atrous models')")
+    t.add_argument("--model", default=None,
+                   help="zoo name (see 'atrous models'; default digits_cnn, or deeplab_tiny for segment)")
     t.add_argument("--model-kwargs", default="{}", help="JSON keyword arguments for the model")
-    t.add_argument("--dataset", default="digits", choices=["digits", "mnist", "cifar10"])
+    t.add_argument("--task", default=None, choices=["classify", "segment"],
+                   help="default: segment for digit_scenes, else classify")
+    t.add_argument("--dataset", default="digits", choices=list(DATASETS))
     t.add_argument("--data-root", default=None, help="folder with MNIST IDX or CIFAR-10 binary files")
+    t.add_argument("--scene-size", type=int, default=64, help="digit_scenes: canvas side in pixels")
+    t.add_argument("--scenes", type=int, default=2000, help="digit_scenes: training scenes")
+    t.add_argument("--test-scenes", type=int, default=400, help="digit_scenes: held-out scenes")
+    t.add_argument("--data-seed", type=int, default=0, help="digit_scenes: seed of the scenes")
     t.add_argument("--epochs", type=int, default=None, help="total epochs (default 10; with --resume, the run's)")
     t.add_argument("--batch-size", type=int, default=64)
     t.add_argument("--optimizer", default="sgd", choices=["sgd", "adam", "adamw"])

@@ -6,10 +6,24 @@ of that epoch are done, the running sums of the epoch's metrics and the global R
 Resuming replays the epoch's batch order and skips the batches already done, so a run that
 was interrupted and resumed produces, bit for bit, the same losses and weights as one that
 never stopped. Checkpoints are written atomically; Ctrl-C writes one before stopping.
+
+Two tasks share the loop:
+
+* ``task='classify'``: targets (N,), logits (N, C); accuracy = correct images / images.
+* ``task='segment'``: targets (N, H, W), logits (N, C, H, W) at the input size; pixels equal to
+  ``ignore_index`` (255, as torchvision's reference) count in neither the loss nor the
+  metrics. Accuracy is per pixel (correct labelled pixels / labelled pixels) and the epoch's
+  confusion matrix gives the mean IoU (``train_miou``, ``val_miou`` in ``metrics.jsonl``).
+  The confusion matrix is part of the running sums, so a resumed epoch reports the same mIoU.
+
+A model may return a dict ``{'out': logits, 'aux': logits}`` (torchvision's segmentation
+models): the loss is ``loss(out) + aux_weight * loss(aux)`` (0.5, torchvision's reference
+recipe) and the metrics are taken on ``out``.
 """
 from __future__ import annotations
 
 import contextlib
+import functools
 import json
 import os
 import signal
@@ -33,8 +47,16 @@ class _StopRequested(Exception):
 METRICS_NAME = "metrics.jsonl"
 
 
+TASKS = ("classify", "segment")
+SEGMENT_IGNORE_INDEX = 255
+
+
 @dataclass
 class EpochMetrics:
+    """One epoch's figures. For segmentation runs ``*_acc`` is pixel accuracy and ``*_miou``
+    the mean IoU over classes; for classification the mIoU fields are None (and left out of
+    ``metrics.jsonl``)."""
+
     epoch: int
     train_loss: float
     train_acc: float
@@ -43,31 +65,141 @@ class EpochMetrics:
     lr: float
     seconds: float
     images_per_s: float
+    train_miou: float | None = None
+    val_miou: float | None = None
+
+    def row(self):
+        r = asdict(self)
+        if self.train_miou is None and self.val_miou is None:
+            del r["train_miou"], r["val_miou"]
+        return r
 
 
-def _accuracy_counts(logits, target):
-    pred = np.asarray(logits).argmax(axis=1)
-    return int((pred == target).sum())
+@dataclass
+class Scores:
+    """What :func:`evaluate_scores` measures over a loader. ``acc``: correct / counted, with
+    counted the images (classify) or labelled pixels (segment); ``confusion``: (C, C) counts,
+    rows the true class, columns the predicted one (segment only, else None); ``iou``: per
+    class, NaN for a class absent from both targets and predictions; ``miou``: their mean over
+    present classes."""
+
+    loss: float
+    acc: float
+    miou: float | None = None
+    iou: np.ndarray | None = None
+    confusion: np.ndarray | None = None
+    images: int = 0
+
+
+def _main_output(output):
+    """The logits a metric looks at: ``output['out']`` for a dict of outputs."""
+    return output["out"] if isinstance(output, dict) else output
+
+
+def _task_loss(loss_fn, output, target, aux_weight):
+    if not isinstance(output, dict):
+        return loss_fn(output, target)
+    loss = loss_fn(output["out"], target)
+    if output.get("aux") is not None and aux_weight:
+        loss = loss + aux_weight * loss_fn(output["aux"], target)
+    return loss
+
+
+class _Tally:
+    """Running sums of one pass: loss, correct/counted (images or labelled pixels), images
+    seen, seconds, and for segmentation the confusion matrix (allocated at the first batch,
+    when the number of classes is known from the logits)."""
+
+    def __init__(self, task, ignore_index, state=None):
+        self.task, self.ignore_index = task, ignore_index
+        self.loss_sum, self.correct, self.seen, self.seconds, self.counted = 0.0, 0, 0, 0.0, 0
+        self.confusion = None
+        if state is not None:
+            self.load(state)
+
+    def add(self, logits, target, loss_value):
+        pred = np.asarray(logits).argmax(axis=1)
+        target = np.asarray(target)
+        n = len(target)
+        self.loss_sum += loss_value * n
+        self.seen += n
+        if self.task == "segment":
+            from .metrics import confusion_matrix
+
+            C = np.asarray(logits).shape[1]
+            cm = confusion_matrix(pred, target, C, self.ignore_index)
+            self.confusion = cm if self.confusion is None else self.confusion + cm
+            self.correct += int(np.trace(cm))
+            self.counted += int(cm.sum())
+        else:
+            self.correct += int((pred == target).sum())
+            self.counted += n
+
+    @property
+    def loss(self):
+        return self.loss_sum / max(self.seen, 1)
+
+    @property
+    def acc(self):
+        return self.correct / max(self.counted, 1)
+
+    @property
+    def miou(self):
+        if self.confusion is None:
+            return None
+        from .metrics import mean_iou
+
+        return mean_iou(self.confusion)
+
+    def state(self):
+        return {"loss_sum": self.loss_sum, "correct": self.correct, "seen": self.seen,
+                "seconds": self.seconds, "counted": self.counted, "confusion": self.confusion}
+
+    def load(self, state):
+        if isinstance(state, (list, tuple)):  # checkpoints before segmentation: four sums
+            loss_sum, correct, seen, seconds = state
+            state = {"loss_sum": loss_sum, "correct": correct, "seen": seen, "seconds": seconds,
+                     "counted": seen, "confusion": None}
+        self.loss_sum, self.seconds = float(state["loss_sum"]), float(state["seconds"])
+        self.correct, self.seen, self.counted = int(state["correct"]), int(state["seen"]), int(state["counted"])
+        cm = state["confusion"]
+        self.confusion = None if cm is None else np.asarray(cm, np.int64).copy()
+
+
+def evaluate_scores(model, loader, loss_fn=None, task="classify", ignore_index=None, aux_weight=0.0):
+    """Loss, accuracy and (segment) confusion matrix and IoUs of ``model`` over ``loader``,
+    in eval mode without a graph. Returns :class:`Scores`. ``aux_weight`` defaults to 0:
+    held-out loss is that of the main output alone, as torchvision's reference evaluates."""
+    from . import functional as F
+
+    if task not in TASKS:
+        raise ValueError(f"evaluate_scores: task must be one of {TASKS}, got {task!r}")
+    if ignore_index is None:
+        ignore_index = SEGMENT_IGNORE_INDEX if task == "segment" else -100
+    loss_fn = loss_fn or functools.partial(F.cross_entropy, ignore_index=ignore_index)
+    tally = _Tally(task, ignore_index)
+    was_training = model.training
+    model.eval()
+    try:
+        with no_grad():
+            for x, y in loader:
+                output = model(Tensor(x))
+                loss = _task_loss(loss_fn, output, y, aux_weight)
+                tally.add(_main_output(output).data, y, float(loss.item()))
+    finally:
+        model.train(was_training)
+    if tally.confusion is None:
+        return Scores(tally.loss, tally.acc, images=tally.seen)
+    from .metrics import iou_per_class
+
+    return Scores(tally.loss, tally.acc, tally.miou, iou_per_class(tally.confusion), tally.confusion,
+                  tally.seen)
 
 
 def evaluate(model, loader, loss_fn=None):
     """Mean loss and accuracy of ``model`` over ``loader`` (in eval mode, without a graph)."""
-    from . import functional as F
-
-    loss_fn = loss_fn or F.cross_entropy
-    was_training = model.training
-    model.eval()
-    loss_sum, correct, seen = 0.0, 0, 0
-    try:
-        with no_grad():
-            for x, y in loader:
-                logits = model(Tensor(x))
-                loss_sum += float(loss_fn(logits, y).item()) * len(y)
-                correct += _accuracy_counts(logits.data, y)
-                seen += len(y)
-    finally:
-        model.train(was_training)
-    return loss_sum / max(seen, 1), correct / max(seen, 1)
+    s = evaluate_scores(model, loader, loss_fn)
+    return s.loss, s.acc
 
 
 class Trainer:
@@ -77,18 +209,29 @@ class Trainer:
     optimizer step (OneCycleLR). checkpoint_every: also write a checkpoint every that many
     batches (besides each epoch end). out_dir holds ``checkpoint.npz``, ``metrics.jsonl`` and,
     with matplotlib installed, ``curves.png``.
+
+    task: 'classify' or 'segment' (see the module docstring); ignore_index: target value left
+    out of loss and metrics (default -100 for classify, 255 for segment; used by the default
+    loss, cross-entropy); aux_weight: weight of a dict output's 'aux' loss in training.
     """
 
     def __init__(self, model, optimizer, train_loader, val_loader=None, loss_fn=None,
                  scheduler=None, scheduler_step="epoch", out_dir=None, progress=True,
-                 checkpoint_every=None, run_info=None):
+                 checkpoint_every=None, run_info=None, task="classify", ignore_index=None,
+                 aux_weight=0.5):
         from . import functional as F
 
         if scheduler_step not in ("epoch", "batch"):
             raise ValueError(f"Trainer: scheduler_step must be 'epoch' or 'batch', got {scheduler_step!r}")
+        if task not in TASKS:
+            raise ValueError(f"Trainer: task must be one of {TASKS}, got {task!r}")
+        self.task = task
+        self.ignore_index = (SEGMENT_IGNORE_INDEX if task == "segment" else -100) if ignore_index is None \
+            else int(ignore_index)
+        self.aux_weight = float(aux_weight)
         self.model, self.optimizer, self.scheduler = model, optimizer, scheduler
         self.train_loader, self.val_loader = train_loader, val_loader
-        self.loss_fn = loss_fn or F.cross_entropy
+        self.loss_fn = loss_fn or functools.partial(F.cross_entropy, ignore_index=self.ignore_index)
         self.scheduler_step = scheduler_step
         self.out_dir = out_dir
         self.progress = progress
@@ -101,7 +244,7 @@ class Trainer:
         # Position inside the current epoch, for exact mid-epoch resume.
         self._epoch_loader_state = None
         self._batches_done = 0
-        self._sums = (0.0, 0, 0, 0.0)  # loss_sum, correct, seen, seconds
+        self._tally = _Tally(task, self.ignore_index)  # the current epoch's running sums
         if out_dir is not None:
             os.makedirs(out_dir, exist_ok=True)
 
@@ -118,7 +261,7 @@ class Trainer:
             "epoch": self.epoch,
             "batches_done": self._batches_done,
             "epoch_loader_state": self._epoch_loader_state,
-            "sums": list(self._sums),
+            "sums": self._tally.state(),
             "rng": arandom.get_rng_state(),
             "history": [asdict(h) for h in self.history],
             "run_info": self.run_info,
@@ -140,8 +283,7 @@ class Trainer:
         self.epoch = int(state["epoch"])
         self._batches_done = int(state["batches_done"])
         self._epoch_loader_state = state["epoch_loader_state"]
-        loss_sum, correct, seen, seconds = state["sums"]
-        self._sums = (float(loss_sum), int(correct), int(seen), float(seconds))
+        self._tally = _Tally(self.task, self.ignore_index, state["sums"])
         arandom.set_rng_state(state["rng"])
         self.history = [EpochMetrics(**h) for h in state["history"]]
         return state
@@ -151,7 +293,7 @@ class Trainer:
             return
         with atomic_write(os.path.join(self.out_dir, METRICS_NAME), "w") as f:
             for h in self.history:
-                f.write(json.dumps(asdict(h)) + "\n")
+                f.write(json.dumps(h.row()) + "\n")
 
     # ----- the loop ------------------------------------------------------------------------
     def _bar(self, total, epoch, epochs):
@@ -173,7 +315,7 @@ class Trainer:
         else:
             loader.load_state_dict(self._epoch_loader_state)
         skip = self._batches_done
-        loss_sum, correct, seen, seconds = self._sums
+        tally = self._tally
         bar = self._bar(len(loader), self.epoch + 1, epochs)
         if bar is not None:
             bar.update(skip)
@@ -183,22 +325,20 @@ class Trainer:
                 if i < skip:  # replay the epoch's batch order up to where the run stopped
                     continue
                 t0 = time.perf_counter()
-                logits = self.model(Tensor(x))
-                loss = self.loss_fn(logits, y)
+                output = self.model(Tensor(x))
+                loss = _task_loss(self.loss_fn, output, y, self.aux_weight)
                 self.optimizer.zero_grad()
                 loss.backward()
                 self.optimizer.step()
                 if self.scheduler is not None and self.scheduler_step == "batch":
                     self.scheduler.step()
-                seconds += time.perf_counter() - t0
-                loss_sum += float(loss.item()) * len(y)
-                correct += _accuracy_counts(logits.data, y)
-                seen += len(y)
+                tally.seconds += time.perf_counter() - t0
+                tally.add(_main_output(output).data, y, float(loss.item()))
                 self._batches_done = i + 1
-                self._sums = (loss_sum, correct, seen, seconds)
                 if bar is not None:
-                    bar.set_postfix(loss=f"{loss_sum / seen:.4f}", acc=f"{correct / seen:.3f}",
-                                    img_s=f"{seen / max(seconds, 1e-9):.0f}")
+                    extra = {} if tally.confusion is None else {"miou": f"{tally.miou:.3f}"}
+                    bar.set_postfix(loss=f"{tally.loss:.4f}", acc=f"{tally.acc:.3f}", **extra,
+                                    img_s=f"{tally.seen / max(tally.seconds, 1e-9):.0f}")
                     bar.update(1)
                 if self.checkpoint_every and self._batches_done % self.checkpoint_every == 0:
                     self.save()
@@ -207,7 +347,7 @@ class Trainer:
         finally:
             if bar is not None:
                 bar.close()
-        return loss_sum, correct, seen, seconds
+        return tally
 
     @contextlib.contextmanager
     def _deferred_sigint(self):
@@ -242,19 +382,22 @@ class Trainer:
 
     def _fit(self, epochs):
         while self.epoch < epochs:
-            loss_sum, correct, seen, seconds = self._train_epoch(epochs)
-            val_loss = val_acc = None
+            t = self._train_epoch(epochs)
+            val = None
             if self.val_loader is not None:
-                val_loss, val_acc = evaluate(self.model, self.val_loader, self.loss_fn)
+                val = evaluate_scores(self.model, self.val_loader, self.loss_fn, self.task,
+                                      self.ignore_index)
             lr = self._lr()
             if self.scheduler is not None and self.scheduler_step == "epoch":
                 self.scheduler.step()
             self.epoch += 1
-            m = EpochMetrics(self.epoch, loss_sum / max(seen, 1), correct / max(seen, 1),
-                             val_loss, val_acc, lr, seconds, seen / max(seconds, 1e-9))
+            m = EpochMetrics(self.epoch, t.loss, t.acc, None if val is None else val.loss,
+                             None if val is None else val.acc, lr, t.seconds,
+                             t.seen / max(t.seconds, 1e-9), train_miou=t.miou,
+                             val_miou=None if val is None else val.miou)
             self.history.append(m)
             # The loader's state now is the next epoch's starting state.
-            self._batches_done, self._sums = 0, (0.0, 0, 0, 0.0)
+            self._batches_done, self._tally = 0, _Tally(self.task, self.ignore_index)
             self._epoch_loader_state = self.train_loader.state_dict()
             self._report(m, epochs)
             self.save()
@@ -266,6 +409,8 @@ class Trainer:
         if not self.progress:
             return
         val = "" if m.val_acc is None else f"  val_loss {m.val_loss:.4f}  val_acc {m.val_acc:.4f}"
+        if m.val_miou is not None:
+            val += f"  val_miou {m.val_miou:.4f}"
         print(f"epoch {m.epoch}/{epochs}  loss {m.train_loss:.4f}  acc {m.train_acc:.4f}{val}  "
               f"{m.images_per_s:.0f} img/s  lr {m.lr:.3g}", flush=True)
 
