@@ -156,19 +156,32 @@ def col2im(cols, x_shape, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1),
 def _col2im_nb(taps, gx, SH, SW, t, l, DH, DW):
     """col2im per (n, c) plane, taps outermost as the NumPy loop. Tap (kh, kw) of window
     (oh, ow) is input pixel (oh*SH - t + kh*DH, ow*SW - l + kw*DW); only windows whose tap lands
-    inside the input are visited: oh in [ceil((t - kh*DH) / SH), floor((H-1 + t - kh*DH) / SH)]."""
+    inside the input are visited: oh in [ceil((t - kh*DH) / SH), floor((H-1 + t - kh*DH) / SH)].
+    The sums go into the plane split into SW column phases (phase r holds columns r, r+SW, ...),
+    where one tap's windows of one row are a unit-stride run, then back into the plane."""
     C, KH, KW, block, OH, OW = taps.shape[1:]
     N, H, W = gx.shape[0], gx.shape[2], gx.shape[3]
+    Wq = -(-W // SW)
     for job in prange(N * C):
         n, c = job // C, job % C
         nb, i = n // block, n % block
-        gx[n, c] = 0
+        gxs = np.zeros((SW, H, Wq), dtype=gx.dtype)
         for kh in range(KH):
             dh = kh * DH - t
             oh0, oh1 = max(0, -(dh // SH)), min(OH, (H - 1 - dh) // SH + 1)
             for kw in range(KW):
                 dw = kw * DW - l
                 ow0, ow1 = max(0, -(dw // SW)), min(OW, (W - 1 - dw) // SW + 1)
+                if ow0 >= ow1:
+                    continue
+                col = ow0 * SW + dw  # input column of window ow0: phase col % SW, col // SW
+                r, j0 = col % SW, col // SW
                 for oh in range(oh0, oh1):
-                    for ow in range(ow0, ow1):
-                        gx[n, c, oh * SH + dh, ow * SW + dw] += taps[nb, c, kh, kw, i, oh, ow]
+                    dst = gxs[r, oh * SH + dh, j0 : j0 + ow1 - ow0]
+                    src = taps[nb, c, kh, kw, i, oh, ow0:ow1]
+                    for j in range(ow1 - ow0):
+                        dst[j] += src[j]
+        for r in range(SW):
+            for ih in range(H):
+                for j in range((W - r + SW - 1) // SW):
+                    gx[n, c, ih, r + j * SW] = gxs[r, ih, j]

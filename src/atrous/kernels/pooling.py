@@ -255,34 +255,52 @@ def _compiled_ok(a, divisor=None):
 
 
 def _tap_table(H, W, OH, OW, kernel, stride, padding, dilation):
-    """(KH*KW, 4) int64 rows (oh0, oh1, ow0, ow1), empty ranges for taps wholly in the padding."""
+    """(KH*KW, 6) int64 rows (oh0, oh1, ow0, ow1, phase, j0) per tap: the outputs it reaches
+    inside the input (empty ranges for a tap wholly in the padding), and where output ow0
+    reads: column phase ``phase`` (of ``split_columns``), position j0 in that phase."""
     (KH, KW), (SH, SW), (PH, PW), (DH, DW) = kernel, stride, padding, dilation
-    table = np.zeros((KH * KW, 4), dtype=np.int64)
+    table = np.zeros((KH * KW, 6), dtype=np.int64)
     for kh in range(KH):
         rows = tap_range(H, OH, SH, PH, kh * DH)
         for kw in range(KW):
             cols = tap_range(W, OW, SW, PW, kw * DW)
             if rows is not None and cols is not None:
-                table[kh * KW + kw] = (rows[0].start, rows[0].stop, cols[0].start, cols[0].stop)
+                c = cols[1].start  # input column of output ow0
+                table[kh * KW + kw] = (rows[0].start, rows[0].stop, cols[0].start, cols[0].stop, c % SW, c // SW)
     return table
 
 
+@jit(parallel=False)
+def _split_plane(src, xs):
+    """xs[r, :, j] = src[:, r + j*S]: a plane's S column phases (``split_columns``)."""
+    S, H = xs.shape[0], xs.shape[1]
+    W = src.shape[1]
+    for r in range(S):
+        for i in range(H):
+            for j in range((W - r + S - 1) // S):
+                xs[r, i, j] = src[i, r + j * S]
+
+
 @jit
-def _max_pool_fwd_nb(xs, out, arg, first, need_arg, table, KW, SH, DH, PH, phase_of, col_of):
-    """Taps outermost, like the NumPy code, over ``split_columns``'s phases so every inner loop
-    reads unit-stride rows; the running maximum and winning tap are kept in plane buffers."""
-    N, C = out.shape[0], out.shape[1]
+def _max_pool_fwd_nb(x, out, arg, first, need_arg, table, KW, SH, SW, DH, PH):
+    """Taps outermost, like the NumPy code, over the plane split into SW column phases (as
+    ``split_columns``, but per plane, in cache) so every inner loop reads unit-stride rows; the
+    running maximum and winning tap are kept in plane buffers."""
+    N, C, H, W = x.shape
     OH, OW = out.shape[2], out.shape[3]
+    Wq = -(-W // SW)
     for job in prange(N * C):
         n, c = job // C, job % C
+        xs = np.empty((SW, H, Wq), dtype=x.dtype)
+        _split_plane(x[n, c], xs)
         best = np.full((OH, OW), -np.inf, dtype=out.dtype)
         win = first.copy()  # int32: PyTorch's initial maxindex, or KH*KW for an empty window
         for t in range(table.shape[0]):
             oh0, oh1, ow0, ow1 = table[t, 0], table[t, 1], table[t, 2], table[t, 3]
-            ph, j0 = phase_of[t], col_of[t]  # tap t reads phase ph, columns j0 + (ow - ow0)
+            ph, j0 = table[t, 4], table[t, 5]  # tap t reads phase ph, columns j0 + (ow - ow0)
             dh = (t // KW) * DH - PH
             for oh in range(oh0, oh1):
-                src = xs[ph, n, c, oh * SH + dh, j0 : j0 + ow1 - ow0]
+                src = xs[ph, oh * SH + dh, j0 : j0 + ow1 - ow0]
                 b, w = best[oh, ow0:ow1], win[oh, ow0:ow1]
                 if need_arg:
                     for j in range(ow1 - ow0):
@@ -318,42 +336,66 @@ def _max_pool_bwd_nb(g, arg, gx, KH, KW, SH, SW, PH, PW, DH, DW):
 
 
 @jit
-def _avg_pool_nb(x, g, out, div, backward, table, KW, SH, SW, PH, PW):
-    N, C = out.shape[0], out.shape[1]
+def _avg_pool_fwd_nb(x, out, div, table, KW, SH, SW, PH):
+    """Window sums tap by tap into a plane accumulator (unit-stride rows of the plane's column
+    phases, as max pooling), then one division: the NumPy code's additions, in its order."""
+    N, C, H, W = x.shape
+    OH, OW = out.shape[2], out.shape[3]
     for job in prange(N * C):
         n, c = job // C, job % C
-        out[n, c] = 0
+        xs = np.empty((SW, H, -(-W // SW)), dtype=x.dtype)
+        _split_plane(x[n, c], xs)
+        acc = np.zeros((OH, OW), dtype=out.dtype)
         for t in range(table.shape[0]):
-            oh0, oh1, ow0, ow1 = table[t, 0], table[t, 1], table[t, 2], table[t, 3]
-            dh, dw = (t // KW) - PH, (t % KW) - PW
+            oh0, oh1, ow0, ow1, ph, j0 = table[t, 0], table[t, 1], table[t, 2], table[t, 3], table[t, 4], table[t, 5]
+            dh = t // KW - PH
             for oh in range(oh0, oh1):
-                ih = oh * SH + dh
-                for ow in range(ow0, ow1):
-                    if backward:  # input pixel += g / divisor of each window covering it
-                        out[n, c, ih, ow * SW + dw] += g[n, c, oh, ow] / div[oh, ow]
-                    else:
-                        out[n, c, oh, ow] += x[n, c, ih, ow * SW + dw]
-        if not backward:
-            for oh in range(out.shape[2]):
-                for ow in range(out.shape[3]):
-                    out[n, c, oh, ow] /= div[oh, ow]
+                dst, src = acc[oh, ow0:ow1], xs[ph, oh * SH + dh, j0 : j0 + ow1 - ow0]
+                for j in range(ow1 - ow0):
+                    dst[j] += src[j]
+        for oh in range(OH):
+            for ow in range(OW):
+                out[n, c, oh, ow] = acc[oh, ow] / div[oh, ow]
+
+
+@jit
+def _avg_pool_bwd_nb(g, gx, div, table, KW, SH, SW, PH):
+    """gd = g / divisor once, then tap by tap into the plane's column phases (each tap adds to
+    distinct pixels), then the phases back into the plane."""
+    N, C, H, W = gx.shape
+    OH, OW = g.shape[2], g.shape[3]
+    Wq = -(-W // SW)
+    for job in prange(N * C):
+        n, c = job // C, job % C
+        gd = np.empty((OH, OW), dtype=g.dtype)
+        for oh in range(OH):
+            for ow in range(OW):
+                gd[oh, ow] = g[n, c, oh, ow] / div[oh, ow]
+        gxs = np.zeros((SW, H, Wq), dtype=gx.dtype)
+        for t in range(table.shape[0]):
+            oh0, oh1, ow0, ow1, ph, j0 = table[t, 0], table[t, 1], table[t, 2], table[t, 3], table[t, 4], table[t, 5]
+            dh = t // KW - PH
+            for oh in range(oh0, oh1):
+                dst, src = gxs[ph, oh * SH + dh, j0 : j0 + ow1 - ow0], gd[oh, ow0:ow1]
+                for j in range(ow1 - ow0):
+                    dst[j] += src[j]
+        for r in range(SW):
+            for i in range(H):
+                for j in range((W - r + SW - 1) // SW):
+                    gx[n, c, i, r + j * SW] = gxs[r, i, j]
 
 
 def _max_pool2d_forward_nb(x, out_hw, kernel, stride, padding, dilation, need_arg):
     N, C, H, W = x.shape
     (OH, OW), (KH, KW), (SH, SW) = out_hw, kernel, stride
     table = _tap_table(H, W, OH, OW, kernel, stride, padding, dilation)
-    # Input column of tap t at output ow0: ow0*SW - PW + kw*DW = phase (c % SW), c // SW.
-    col = table[:, 2] * SW - padding[1] + (np.arange(KH * KW) % KW) * dilation[1]
-    col = np.where(table[:, 2] < table[:, 3], col, 0)  # empty taps: any valid number
     kh0, _, vh = _first_tap(np, H, OH, KH, SH, padding[0], dilation[0])
     kw0, _, vw = _first_tap(np, W, OW, KW, SW, padding[1], dilation[1])
     first = np.where(vh[:, None] & vw[None, :], kh0[:, None] * KW + kw0[None, :], KH * KW)
     out = np.empty((N, C, OH, OW), dtype=x.dtype)
     arg = np.empty((N, C, OH, OW) if need_arg else (0, 0, 0, 0), dtype=_arg_dtype(np, KH * KW))
-    xs = np.ascontiguousarray(split_columns(x, SW))
-    _max_pool_fwd_nb.compiled(xs, out, arg, first.astype(np.int32), need_arg, table, KW, SH,
-                              dilation[0], padding[0], col % SW, col // SW)
+    _max_pool_fwd_nb.compiled(np.ascontiguousarray(x), out, arg, first.astype(np.int32), need_arg, table,
+                              KW, SH, SW, dilation[0], padding[0])
     return out, (arg if need_arg else None)
 
 
@@ -369,13 +411,12 @@ def _avg_pool2d_nb(x, g, x_shape, out_hw, kernel, stride, padding, divisor):
     OH, OW = out_hw
     table = _tap_table(H, W, OH, OW, kernel, stride, padding, (1, 1))
     div = np.ascontiguousarray(np.broadcast_to(divisor, (OH, OW)))
-    a = x if x is not None else g
-    backward = x is None
-    out = np.empty((N, C, H, W) if backward else (N, C, OH, OW), dtype=a.dtype)
-    empty = np.empty((0, 0, 0, 0), dtype=a.dtype)
-    _avg_pool_nb.compiled(empty if backward else np.ascontiguousarray(x),
-                          np.ascontiguousarray(g) if backward else empty,
-                          out, div, backward, table, kernel[1], *stride, *padding)
+    if g is None:
+        out = np.empty((N, C, OH, OW), dtype=x.dtype)
+        _avg_pool_fwd_nb.compiled(np.ascontiguousarray(x), out, div, table, kernel[1], *stride, padding[0])
+    else:
+        out = np.empty((N, C, H, W), dtype=g.dtype)
+        _avg_pool_bwd_nb.compiled(np.ascontiguousarray(g), out, div, table, kernel[1], *stride, padding[0])
     return out
 
 
