@@ -151,7 +151,7 @@ class Kernel:
     def _build_once(self):
         with _lock:
             if self._dispatcher is None:
-                self._dispatcher = self._build(_numba)
+                self._dispatcher = self._build(numba_module())
                 parallel = self.options.get("parallel", True)
                 layer = os.environ.get("NUMBA_THREADING_LAYER", "default")
                 self._call = _serialised(self._dispatcher) if parallel and layer not in _CONCURRENT_LAYERS else self._dispatcher
