@@ -3,10 +3,12 @@ training step (batch 32, 32x32; ``train_step.py``'s ``cifar_resnet``), atrous vs
 
 Each measurement runs in a fresh subprocess that imports one library only, builds the model,
 runs the workload a few times and reports its high-water mark (``VmHWM`` from
-``/proc/self/status``; ``ru_maxrss`` where /proc is missing). An *idle* subprocess with the same
-imports (and nothing else) gives the baseline: the table shows the raw peak, the baseline, and
-the peak minus the baseline (what the workload itself costs: weights, activations, gradients,
-workspace), with the ratio atrous / torch of both. 2 threads each.
+``/proc/self/status``; ``ru_maxrss`` where /proc is missing) and the modules it ended up
+importing. An *idle* subprocess that imports exactly those modules (and does nothing else) gives
+the baseline, so a dependency loaded lazily on first use (numba, say) counts as an import, not as
+workload. The table shows the raw peaks, the baselines, and the peak minus the baseline (what
+the workload itself costs: weights, activations, gradients, workspace), with the ratio
+atrous / torch of both. 2 threads each.
 
     env -u OPENBLAS_CORETYPE -u OPENBLAS_L2_SIZE .venv/bin/python benchmarks/memory.py
 """
@@ -43,8 +45,24 @@ def peak_bytes():
     return rss if sys.platform == "darwin" else rss * 1024  # bytes on macOS, KiB on Linux
 
 
-def child(workload, lib, idle):
-    """Run one workload with one library (or only its imports when ``idle``); print peak bytes."""
+def idle_child(modules):
+    """Import ``modules`` (dotted names, as a workload child reported them) and print peak bytes."""
+    import importlib
+
+    for name in modules:
+        try:
+            importlib.import_module(name)
+        except Exception:  # a private submodule that cannot be imported on its own
+            pass
+    print(peak_bytes())
+
+
+def imported_modules():
+    return ",".join(sorted(n for n in sys.modules if not n.startswith("_") and n != "memory"))
+
+
+def child(workload, lib):
+    """Run one workload with one library; print peak bytes and the modules it imported."""
     import numpy as np
 
     from threadpoolctl import threadpool_limits
@@ -62,10 +80,6 @@ def child(workload, lib, idle):
 
         relu = F.relu
     from train_step import cifar_resnet
-
-    if idle:
-        print(peak_bytes())
-        return
     rng = np.random.default_rng(0)
     if workload.startswith("resnet18"):
         x = rng.standard_normal((8, 3, 224, 224)).astype(np.float32)
@@ -104,42 +118,53 @@ def child(workload, lib, idle):
                 loss.backward()
                 opt.step()
     print(peak_bytes())
+    print(imported_modules())
 
 
-def measure(workload, lib, idle=False):
-    cmd = [sys.executable, os.path.abspath(__file__), "--child", workload, lib] + (["--idle"] if idle else [])
-    r = subprocess.run(cmd, capture_output=True, text=True, cwd=os.path.join(HERE, ".."))
+def _run(args, stdin=None):
+    cmd = [sys.executable, os.path.abspath(__file__), *args]
+    r = subprocess.run(cmd, input=stdin, capture_output=True, text=True, cwd=os.path.join(HERE, ".."))
     if r.returncode != 0:
-        raise RuntimeError(f"{workload}/{lib} failed:\n{r.stderr.strip()[-2000:]}")
-    return int(r.stdout.split()[-1])
+        raise RuntimeError(f"memory.py {' '.join(args)[:80]} failed:\n{r.stderr.strip()[-2000:]}")
+    return r.stdout.split()
+
+
+def measure(workload, lib):
+    """(peak bytes of the workload, peak bytes of an idle process with the same imports)."""
+    out = _run(["--child", workload, lib])
+    peak, modules = int(out[-2]), out[-1]
+    idle = int(_run(["--idle"], stdin=modules)[-1])  # stdin: torch's list is too long for argv
+    return peak, idle
 
 
 def main():
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--child", nargs=2, metavar=("WORKLOAD", "LIB"), help=argparse.SUPPRESS)
-    parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--idle", action="store_true", help=argparse.SUPPRESS)  # module list on stdin
     parser.add_argument("--workloads", default=",".join(WORKLOADS))
     args = parser.parse_args()
+    if args.idle:
+        idle_child(sys.stdin.read().split(","))
+        return
     if args.child:
-        child(*args.child, idle=args.idle)
+        child(*args.child)
         return
     from common import header
 
     header("Peak resident memory (VmHWM), each in a fresh subprocess, MiB")
     mib = 1 / 2**20
-    idle = {lib: measure("idle", lib, idle=True) for lib in ("atrous", "torch")}
-    print(f"idle baseline (imports only): atrous {idle['atrous'] * mib:.0f} MiB, torch {idle['torch'] * mib:.0f} MiB")
-    print(f"\n{'workload':<44}{'atrous':>8}{'torch':>8}{'ratio':>7} |{'atrous-idle':>12}{'torch-idle':>11}{'ratio':>7}")
-    torch_raw, net_ratios = {}, []
+    print(f"{'workload':<42}{'atrous':>7}{'torch':>7}{'ratio':>6} |{'idle: atrous':>13}{'torch':>6} |"
+          f"{'peak-idle: atrous':>18}{'torch':>6}{'ratio':>6}")
+    torch_runs, net_ratios = {}, []
     for w in args.workloads.split(","):
-        a = measure(w, "atrous")
-        if w.endswith("_fused"):  # PyTorch's side is the unfused model: the same workload to it
-            t = torch_raw.get(w[: -len("_fused")]) or measure(w[: -len("_fused")], "torch")
-        else:
-            t = torch_raw[w] = measure(w, "torch")
-        an, tn = a - idle["atrous"], t - idle["torch"]
-        print(f"{WORKLOADS[w]:<44}{a * mib:>8.0f}{t * mib:>8.0f}{a / t:>7.2f} |"
-              f"{an * mib:>12.0f}{tn * mib:>11.0f}{an / tn:>7.2f}")
+        a, ai = measure(w, "atrous")
+        tw = w[: -len("_fused")] if w.endswith("_fused") else w  # PyTorch runs the unfused model
+        if tw not in torch_runs:
+            torch_runs[tw] = measure(tw, "torch")
+        t, ti = torch_runs[tw]
+        an, tn = a - ai, t - ti
+        print(f"{WORKLOADS[w]:<42}{a * mib:>7.0f}{t * mib:>7.0f}{a / t:>6.2f} |{ai * mib:>13.0f}{ti * mib:>6.0f} |"
+              f"{an * mib:>18.0f}{tn * mib:>6.0f}{an / tn:>6.2f}")
         net_ratios.append(f"{w} {an / tn:.2f}")
     print("peak minus idle, atrous / torch: " + ", ".join(net_ratios))
 

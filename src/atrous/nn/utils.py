@@ -278,20 +278,21 @@ def fuse(model, groups=None, example_input=None, rtol=1e-3):
         )
     found = _find_groups(model) if groups is None else _check_groups(model, groups)
     before = None if example_input is None else _output(model, example_input)
-    undo = []
+    undo = []  # kept only for the check: otherwise old weights are freed pair by pair
+    keep = undo.append if before is not None else (lambda item: None)
     for conv_path, bn_path, relu_path in found:
         conv = model.get_submodule(conv_path)
         fused = conv
         if bn_path is not None:
             bn = model.get_submodule(bn_path)
             fused = fuse_conv_bn_eval(conv, bn)  # raises for a training-mode conv/bn
-            undo.append((bn_path, bn))
+            keep((bn_path, bn))
             _set(model, bn_path, Identity())
         if relu_path is not None:
             fused = ConvReLU2d.from_conv(fused)
-            undo.append((relu_path, model.get_submodule(relu_path)))
+            keep((relu_path, model.get_submodule(relu_path)))
             _set(model, relu_path, Identity())
-        undo.append((conv_path, conv))
+        keep((conv_path, conv))
         _set(model, conv_path, fused)
     if before is not None:
         after = _output(model, example_input)
