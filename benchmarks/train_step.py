@@ -9,6 +9,7 @@ run with 2 threads.
 """
 from __future__ import annotations
 
+import os
 import sys
 
 import numpy as np
@@ -72,8 +73,8 @@ def step_fns(name, batch, size, classes):
         t_model = cifar_resnet(torch.nn, torch.relu)
     else:
         a_model = models.resnet18()
-        sys.path.insert(0, "tests")
-        from torch_reference_models import torch_resnet18
+        sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "tests"))
+        from torch_reference_models import resnet18 as torch_resnet18
 
         t_model = torch_resnet18()
     a_model.load_state_dict({k: v.detach().numpy().copy() for k, v in t_model.state_dict().items()})

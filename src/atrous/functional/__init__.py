@@ -2,10 +2,11 @@
 
 Each accepts NumPy arrays or ``atrous.Tensor`` and returns a ``Tensor``. One file per family.
 """
-from . import activation, conv, dilation, loss, normalization, pooling, shape_ops
+from . import activation, conv, dilation, fused, loss, normalization, pooling, shape_ops
 from .activation import *  # noqa: F401,F403
 from .conv import *  # noqa: F401,F403
 from .dilation import *  # noqa: F401,F403
+from .fused import *  # noqa: F401,F403
 from .loss import *  # noqa: F401,F403
 from .normalization import *  # noqa: F401,F403
 from .pooling import *  # noqa: F401,F403
@@ -15,6 +16,7 @@ __all__ = [
     *activation.__all__,
     *conv.__all__,
     *dilation.__all__,
+    *fused.__all__,
     *loss.__all__,
     *normalization.__all__,
     *pooling.__all__,

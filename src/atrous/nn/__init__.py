@@ -49,4 +49,7 @@ __all__ = [
     "MSELoss",
     "functional",
     "init",
+    "utils",
 ]
+
+from . import utils  # noqa: E402  (fusions; imports only atrous modules)
