@@ -19,24 +19,25 @@ Two implementations give the same numbers:
 
 * NumPy (the reference, and the path whenever numba is missing or disabled): channels-last.
   The input is copied once into a zero-padded (N, Hp, Wp, C) array; each tap is then one
-  multiply and one add over (N, OH, OW, C, M) arrays whose innermost axis is contiguous even
-  at stride 2 (in NCHW a stride-2 tap reads every other element of a row, which NumPy runs
-  several times slower). The gradients are the same loop over taps: the input gradient adds
+  multiply and one add over (N, OH, OW, C, M) arrays whose innermost axis is contiguous at
+  any stride (measured 10-20% faster than the same taps in NCHW on the (8, 128, 56, 56) 3x3
+  layer, transposes included). The gradients are the same loop over taps: the input gradient adds
   each tap's ``gy * w`` into a shifted view of a padded gradient, the weight gradient sums
   ``gy * x_tap`` over (n, oh, ow).
-* numba (``atrous[fast]``): the same taps in NCHW, one (n, c) image plane per parallel task,
-  so a plane's rows stay in L1 and no padded copy is made (taps in the padding are skipped by
-  computing, per row and tap, the range of outputs that read inside the input). The forward
-  adds the taps of each output in the same order as NumPy (kh, then kw, from 0), so the two
-  forwards agree bitwise; the gradients agree to float32 rounding (their sums run in a
-  different order).
+* numba (``atrous[fast]``): NCHW, one (n, c) image plane at a time on each core. The plane
+  is copied into a small zero-padded buffer (split into stride phases) that stays in cache,
+  where every tap is one unit-stride multiply-add over the whole plane (see the comment above
+  ``_forward_nb``). The backward computes both gradients in one pass over gy and x
+  (``depthwise_backward``). The forward adds the taps of each output in the same order as
+  NumPy (kh, then kw, from 0), so the two forwards agree bitwise; so do the input gradients
+  when M == 1; the weight gradients agree to float32 rounding (their sums run in another order).
 """
 from __future__ import annotations
 
 import numpy as np
 
 from ..backend import get_array_module
-from ._numba import enabled, jit, prange, usable
+from ._numba import enabled, get_threads, jit, prange, usable
 from .im2col import output_size
 
 _ZERO = ((0, 0), (0, 0))
@@ -196,28 +197,30 @@ def _merge_phases(buf, dst, t, l, SH, SW, Hp, Wp, Wq):
 
 
 @jit
-def _forward_nb(x, w, y, SH, SW, t, l, DH, DW, Hp, Wp):
+def _forward_nb(x, w, y, SH, SW, t, l, DH, DW, Hp, Wp, chunks):
     N, C, H, W = x.shape
     O, KH, KW = w.shape
     OH, OW = y.shape[2], y.shape[3]
     M = O // C
     Hq, Wq = -(-Hp // SH), -(-Wp // SW)
     L, size = OH * Wq, Hq * Wq + ((KW - 1) * DW) // SW
-    for job in prange(N * C):
-        n, c = job // C, job % C
-        xb = np.zeros((SH * SW, size), dtype=x.dtype)
+    for chunk in prange(chunks):  # (n, c) planes in ``chunks`` runs; buffers made once per run
+        xb = np.zeros((SH * SW, size), dtype=x.dtype)  # its padding stays zero from plane to plane
         acc = np.empty(L, dtype=y.dtype)
-        _split_phases(x[n, c], xb, t, l, SH, SW, Hp, Wp, Wq)
-        for m in range(M):
-            o = c * M + m
-            acc[:] = 0
-            for kh in range(KH):
-                for kw in range(KW):
-                    p = ((kh * DH) % SH) * SW + (kw * DW) % SW
-                    s = ((kh * DH) // SH) * Wq + (kw * DW) // SW
-                    _axpy(acc, w[o, kh, kw], xb[p, s : s + L])
-            for oh in range(OH):
-                y[n, o, oh] = acc[oh * Wq : oh * Wq + OW]
+        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
+            n, c = job // C, job % C
+            _split_phases(x[n, c], xb, t, l, SH, SW, Hp, Wp, Wq)
+            for m in range(M):
+                o = c * M + m
+                acc[:] = 0
+                for kh in range(KH):
+                    for kw in range(KW):
+                        p = ((kh * DH) % SH) * SW + (kw * DW) % SW
+                        s = ((kh * DH) // SH) * Wq + (kw * DW) // SW
+                        _axpy(acc, w[o, kh, kw], xb[p, s : s + L])
+                for oh in range(OH):
+                    for ow in range(OW):
+                        y[n, o, oh, ow] = acc[oh * Wq + ow]
 
 
 @jit
@@ -278,10 +281,17 @@ def _use_numba(a, b):
     return enabled() and usable(a, b) and a.dtype == b.dtype
 
 
+def _chunks(jobs):
+    """Runs of work for the parallel loop: a few per thread (load balance), each with its own
+    buffers (allocated once per run rather than once per plane)."""
+    return max(1, min(jobs, 4 * (get_threads() or 1)))
+
+
 def _forward_nb_call(x, w, y, stride, padding, dilation):
     (SH, SW), ((t, b), (l, r)), (DH, DW) = stride, padding, dilation
     x, w = np.ascontiguousarray(x), np.ascontiguousarray(w.reshape(w.shape[0], *w.shape[2:]))
-    _forward_nb.compiled(x, w, y, SH, SW, t, l, DH, DW, x.shape[2] + t + b, x.shape[3] + l + r)
+    chunks = _chunks(x.shape[0] * x.shape[1])
+    _forward_nb.compiled(x, w, y, SH, SW, t, l, DH, DW, x.shape[2] + t + b, x.shape[3] + l + r, chunks)
     return y
 
 
