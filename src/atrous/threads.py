@@ -8,7 +8,7 @@ numba's idle threads sleep between kernels (see ``atrous.kernels._numba``).
 
 How the count is applied:
 
-* BLAS: through ``threadpoolctl`` (``pip install threadpoolctl``; it is in ``atrous[fast]``),
+* BLAS: through ``threadpoolctl`` (``pip install threadpoolctl``; in ``atrous[dev]``),
   which changes the count of the BLAS (and OpenMP) libraries already loaded, at once. Without
   threadpoolctl a loaded BLAS cannot be changed from Python: ``set_num_threads`` then sets
   ``OMP_NUM_THREADS``, ``OPENBLAS_NUM_THREADS``, ``MKL_NUM_THREADS`` and friends, which only
