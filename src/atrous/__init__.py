@@ -3,6 +3,7 @@ from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import config
 from .random import manual_seed
 from .tensor import Tensor, as_tensor, tensor
+from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
 
@@ -16,6 +17,8 @@ __all__ = [
     "set_grad_enabled",
     "config",
     "manual_seed",
+    "set_num_threads",
+    "get_num_threads",
 ]
 
 from .shape import conv_output_size  # noqa: E402  (pure arithmetic, no imports)

@@ -32,15 +32,19 @@ class Config:
         wherever it applies (GEMM elsewhere). See ``atrous.kernels.algorithms``.
     conv_autotune: like ``torch.backends.cudnn.benchmark``: with conv_algorithm 'auto', time
         every applicable algorithm on the first call of each shape and cache the fastest.
+    use_numba: run the compiled (numba) kernels where numba is installed; False forces the
+        pure-NumPy reference paths (also ``ATROUS_DISABLE_NUMBA=1`` in the environment).
     """
 
     def __init__(self):
         self.workspace_bytes = 256 * 1024 * 1024
         self.conv_algorithm = "auto"
         self.conv_autotune = False
+        self.use_numba = True
 
     def __repr__(self):
-        return f"Config(workspace_bytes={self.workspace_bytes}, conv_algorithm={self.conv_algorithm!r})"
+        fields = ", ".join(f"{k}={v!r}" for k, v in vars(self).items())
+        return f"Config({fields})"
 
 
 config = Config()
