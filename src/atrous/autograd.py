@@ -5,6 +5,10 @@ gradient to its inputs' gradients in ``backward``; both live in one class so the
 together. ``Function.apply`` wires the node into the graph when any input requires a gradient.
 ``backward`` walks the graph in reverse topological order with an explicit stack, so a chain
 thousands of layers deep needs no recursion.
+
+``_observers`` is the one hook for tools that watch ops run (``atrous.analysis`` adds a
+callback ``obs(fn, inputs, result)`` while it traces a model, so ops called functionally get
+rows in ``summary``). It is empty otherwise, and then costs ``apply`` one truth test.
 """
 from __future__ import annotations
 
@@ -12,6 +16,7 @@ import contextlib
 import threading
 
 _state = threading.local()
+_observers: list = []  # callbacks (fn, inputs, result) after every apply; see the docstring
 
 
 def is_grad_enabled() -> bool:
@@ -83,6 +88,9 @@ class Function:
         result = Tensor(out, requires_grad=record, _fn=fn if record else None)
         if record:
             fn.parents = tuple(x if isinstance(x, Tensor) else None for x in inputs)
+        if _observers:
+            for observe in tuple(_observers):
+                observe(fn, inputs, result)
         return result
 
     def forward(self, *arrays, **options):  # pragma: no cover - abstract

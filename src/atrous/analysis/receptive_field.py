@@ -8,12 +8,14 @@ maps a tensor to its field, per axis (H and W) an :class:`~atrous.analysis.rf_ru
 
 - The input is (size 1, jump 1, start 0) on both axes.
 - A leaf module of a known kind (Conv2d, ConvTranspose2d, MaxPool2d, AvgPool2d and the
-  adaptive pools) maps its input's field to its output's with its own settings.
+  adaptive pools) maps its input's field to its output's with its own settings. An op
+  applied as a function (a summary row of a model imported from ONNX) is looked up below.
 - Any other tensor is found by walking the autograd graph back (``tensor._fn.parents``) to
   tensors already in the table. Each node on the way is mapped by its op: convolution and
-  pooling functions by their recorded geometry, ``F.pad`` and slicing by the offset they
-  apply, and everything else by shapes alone: an op that keeps H and W (activations, batch
-  norm, ``+``, ``cat`` along channels) takes the union of its inputs' fields; an op that
+  pooling functions by their recorded geometry (a mean or max over H and W kept 4-D is a
+  global pooling), ``F.pad`` and slicing by the offset they apply, and everything else by
+  shapes alone: an op that keeps H and W (activations, batch norm, ``+``, ``cat`` along
+  channels) takes the union of its inputs' fields; an op that
   folds H and W away (flatten, a sum over them) becomes one unit seeing its whole input map.
   An unknown op that changes H and W in another way is treated as seeing its whole input (an
   upper bound), and a note says so.
@@ -39,7 +41,7 @@ from .rf_rules import (
     through_window,
     union,
 )
-from .trace import first_tensor, trace
+from .trace import OpCall, first_tensor, trace
 
 __all__ = ["ReceptiveField", "receptive_field", "FieldTracker"]
 
@@ -178,9 +180,10 @@ class FieldTracker:
 
     def _through_function(self, fn, out):
         from ..functional import conv as C
+        from ..functional import fused as Fu
         from ..functional import pooling as P
         from ..functional import shape_ops as S
-        from ..ops import GetItem
+        from ..ops import GetItem, Max, Mean, Sum
 
         parents = [(p, self.memo[id(p)][1]) for p in fn.parents if p is not None]
         parents = [(p, f) for p, f in parents if f is not None]
@@ -191,7 +194,7 @@ class FieldTracker:
         spatial = first_is_data and f.hw is not None and out.ndim == 4 and len(parents) == 1
         if spatial:
             try:
-                if isinstance(fn, C.Conv2d):
+                if isinstance(fn, (C.Conv2d, Fu.ConvReLU)):
                     stride, padding, dilation, _ = fn.args
                     return self._window(f, out, fn.w.shape[2:], stride, (padding[0][0], padding[1][0]), dilation)
                 if isinstance(fn, C.ConvTranspose2d):
@@ -204,6 +207,9 @@ class FieldTracker:
                     return self._window(f, out, k, s, p, d)
                 if isinstance(fn, (P._AdaptiveAvgPool2d, P._AdaptiveMaxPool2d)):
                     return self._adaptive(f, out, "adaptive pooling")
+                if isinstance(fn, (Mean, Max, Sum)) and tuple(sorted(fn.axes)) == (2, 3):
+                    # a global pooling kept 4-D (ONNX's GlobalAveragePool): one unit sees the map
+                    return _Field(through_global(f.h, f.hw[0]), through_global(f.w, f.hw[1]), (1, 1))
                 if isinstance(fn, S.Pad):
                     return self._pad(f, out, fn.axes)
                 if isinstance(fn, GetItem):
@@ -284,6 +290,9 @@ def fields_of_trace(x, out, calls):
     tracker = FieldTracker(x)
     per_call = []
     for call in calls:
+        if isinstance(call, OpCall):  # an op: its recorded settings, through the graph walk
+            per_call.append(tracker.field(first_tensor(call.output)))
+            continue
         inp = first_tensor(call.args)
         per_call.append(tracker.set_module_output(call.module, inp, first_tensor(call.output)))
     final = tracker.field(first_tensor(out))
@@ -304,6 +313,6 @@ def receptive_field(model, input_shape, dtype=None):
     >>> rf.size, rf.jump, rf.start
     ((31, 31), (1, 1), (0, 0))
     """
-    x, out, calls = trace(model, input_shape, dtype=dtype, op="receptive_field")
+    x, out, calls = trace(model, input_shape, dtype=dtype, op="receptive_field", ops=False)
     tracker, _, final = fields_of_trace(x, out, calls)
     return _public(final, _spatial_hw(x), tracker.notes)

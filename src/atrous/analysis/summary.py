@@ -8,18 +8,28 @@ What is counted, and how:
   first only, so the rows' parameters add up to those of the modules that ran. Totals count
   every parameter of the model once (tied weights once, unused modules too), as
   ``sum(p.size for p in model.parameters())``.
+- Ops applied as functions outside atrous's own layers also get rows: ``F.conv2d``,
+  ``F.linear``, pooling, ``F.batch_norm`` and activations in a model's ``forward``, and every
+  layer of a model imported from ONNX (``atrous.onnx.load``), which has no layer modules.
+  Such a row's type is the op (``conv2d``, ``linear``, ``max_pool2d``, ...); its name is the
+  ONNX node's name, else its weight's module path (``conv1.weight`` -> ``conv1``), else the
+  op inside the module that ran it (``layer1.0.relu``); its parameters are the model
+  parameters among the op's inputs, each counted once. A leaf module of a user's class
+  whose forward applies such ops is shown as those rows (see :mod:`atrous.analysis.trace`).
 - MACs (multiply-accumulates) per example: Conv2d Ho*Wo*O*(C/groups)*kh*kw,
   ConvTranspose2d H*W*C*(O/groups)*kh*kw (H, W of its input), Linear in*out per row.
   Bias additions, batch norm, activations, pooling and residual additions count 0, the
   convention behind the usual figures (ResNet-18 1.82 G, ResNet-50 4.1 G at 224x224).
-  Convolutions a model calls functionally inside its own ``forward`` (not through a layer)
-  are not counted.
+  Functional ops count the same (``conv2d`` and ``conv2d_relu`` as Conv2d, ``linear`` as
+  Linear, a ``matmul`` by a parameter (..., n, k) @ (k, m) as n*m*k); the convolution an
+  ONNX AveragePool node may run for its window sums is an ``avg_pool2d`` row (0 MACs).
 - Receptive field of each row's output, per axis (H x W): ``size``, ``jump`` (effective
   stride) and ``start`` (centre of unit 0, input pixel p centred at p); see
   :mod:`atrous.analysis.receptive_field` for how branches and residual additions are handled.
-- For Conv2d rows, ``unshared_params`` is what a locally connected layer with the same
-  connectivity would need: a separate filter (and bias, if the layer has one) for each of the
-  Ho*Wo output positions, Ho*Wo*O*(C/groups*kh*kw + 1), without the "+ 1" for bias=False.
+- For Conv2d and functional ``conv2d`` rows, ``unshared_params`` is what a locally connected
+  layer with the same connectivity would need: a separate filter (and bias, if the layer has
+  one) for each of the Ho*Wo output positions, Ho*Wo*O*(C/groups*kh*kw + 1), without the
+  "+ 1" for bias=False.
   ``sharing_ratio`` = unshared / shared = Ho*Wo.
 
 >>> from atrous import nn
@@ -38,16 +48,16 @@ from typing import Optional
 import numpy as np
 
 from .receptive_field import ReceptiveField, _public, _spatial_hw, fields_of_trace, per_axis
-from .trace import first_tensor, parse_shape, trace
+from .trace import OpCall, first_tensor, parse_shape, trace
 
 __all__ = ["Row", "Totals", "Summary", "summary"]
 
 
 @dataclass
 class Row:
-    """One leaf-module call. Shapes exclude the batch axis; MACs are per example; the
-    receptive-field entries are (H, W) pairs, None where the output does not depend on a 4-D
-    input; ``unshared_params``/``sharing_ratio`` are None except for Conv2d."""
+    """One leaf-module call or functional op call. Shapes exclude the batch axis; MACs are per
+    example; the receptive-field entries are (H, W) pairs, None where the output does not
+    depend on a 4-D input; ``unshared_params``/``sharing_ratio`` are None except for convolutions."""
 
     name: str
     type: str
@@ -135,6 +145,40 @@ def _unshared(module, out):
     return Ho * Wo * O * per_filter, O * per_filter
 
 
+def _op_macs(call, out):
+    """MACs per example of a functional op, counted as the equivalent layer's."""
+    fn, kind = call.fn, call.kind
+    if out is None:
+        return 0
+    if kind in ("conv2d", "conv2d_relu") and out.ndim == 4:
+        _, Cg, kh, kw = fn.w.shape
+        O, Ho, Wo = out.shape[1:]
+        return Ho * Wo * O * Cg * kh * kw
+    if kind == "conv_transpose2d" and out.ndim == 4:
+        _, Og, kh, kw = fn.w.shape
+        C, H, W = fn.x.shape[1:]
+        return H * W * C * Og * kh * kw
+    if kind == "linear":
+        rows = int(np.prod(out.shape[1:-1])) if out.ndim > 2 else 1
+        return rows * fn.w.shape[1] * fn.w.shape[0]
+    if kind == "matmul":
+        a = call.inputs[0]
+        k = a.shape[-1] if getattr(a, "ndim", 0) >= 1 else 1
+        return int(np.prod(out.shape[1:])) * k
+    return 0
+
+
+def _op_unshared(call, out):
+    """As ``_unshared`` for a functional convolution: (locally connected count, per filter)."""
+    if call.kind not in ("conv2d", "conv2d_relu") or out is None or out.ndim != 4:
+        return None, None
+    _, Cg, kh, kw = call.fn.w.shape
+    has_bias = len(call.inputs) > 2 and call.inputs[2] is not None
+    O, Ho, Wo = out.shape[1:]
+    per_filter = Cg * kh * kw + has_bias
+    return Ho * Wo * O * per_filter, O * per_filter
+
+
 def summary(model, input_shape, dtype=None):
     """Trace ``model`` on a zero input and tabulate every layer call.
 
@@ -151,28 +195,36 @@ def summary(model, input_shape, dtype=None):
     rows, seen_params, seen_conv, names = [], set(), {}, {}
     conv_params = unshared_total = 0
     for call, f in zip(calls, fields):
-        inp, res = first_tensor(call.args), first_tensor(call.output)
+        res = first_tensor(call.output)
         count = names[call.name] = names.get(call.name, 0) + 1
         params = trainable = 0
-        for p in call.module.parameters():
+        is_op = isinstance(call, OpCall)
+        for p in (p for _, p in call.params) if is_op else call.module.parameters():
             if id(p) not in seen_params:
                 seen_params.add(id(p))
                 params += p.size
                 trainable += p.size if p.requires_grad else 0
-        unshared, per_module = _unshared(call.module, res)
+        if is_op:
+            kind, macs = call.kind, _op_macs(call, res)
+            unshared, per_module = _op_unshared(call, res)
+            owner = id(call.fn.w) if unshared is not None else None  # a shared weight counts once
+        else:
+            kind, macs = type(call.module).__name__, _macs(call.module, first_tensor(call.args), res)
+            unshared, per_module = _unshared(call.module, res)
+            owner = id(call.module)
         ratio = None
         if unshared is not None:
             unshared_total += unshared
-            if id(call.module) not in seen_conv:
-                seen_conv[id(call.module)] = True
+            if owner not in seen_conv:
+                seen_conv[owner] = True
                 conv_params += per_module
             ratio = unshared / per_module if per_module else None
         size, jump, start = per_axis(f)
         rows.append(Row(
             name=call.name if count == 1 else f"{call.name}#{count}",
-            type=type(call.module).__name__,
+            type=kind,
             output_shape=tuple(res.shape[1:]) if res is not None else (),
-            params=params, trainable_params=trainable, macs=_macs(call.module, inp, res),
+            params=params, trainable_params=trainable, macs=macs,
             rf_size=size, rf_jump=jump, rf_start=start,
             unshared_params=unshared, sharing_ratio=ratio,
         ))

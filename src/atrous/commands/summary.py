@@ -1,7 +1,8 @@
 """``atrous summary MODEL --input 3x224x224``: the per-layer table of ``atrous.analysis.summary``.
 
-MODEL is a zoo name (``atrous models`` lists them) or a run folder / checkpoint written by
-``atrous train`` (its ``config.json`` names the model; the checkpoint's weights are loaded).
+MODEL is a zoo name (``atrous models`` lists them), a run folder / checkpoint written by
+``atrous train`` (its ``config.json`` names the model; the checkpoint's weights are loaded), or
+an ``.onnx`` file (imported with ``atrous.onnx.load``; the input shape defaults to the graph's).
 
     atrous summary resnet18 --input 3x224x224
     atrous summary alexnet_original --input 3x227x227 --markdown
@@ -28,7 +29,7 @@ def register(subparsers):
                     "parameters, MACs, receptive field (size, jump, first centre; H x W) and, "
                     "for convolutions, the parameters a locally connected layer would need.",
     )
-    p.add_argument("model", metavar="MODEL", help="zoo name, run folder or checkpoint file")
+    p.add_argument("model", metavar="MODEL", help="zoo name, run folder, checkpoint file or .onnx file")
     p.add_argument("--input", default=None, metavar="CxHxW",
                    help="one example's shape, e.g. 3x224x224 (default: the run's dataset, or "
                         "the model's usual input)")
@@ -40,9 +41,23 @@ def register(subparsers):
 
 
 def _load(spec, model_kwargs):
-    """(model, default input shape or None) for a zoo name or a training run."""
+    """(model, default input shape or None) for a zoo name, a training run or an ONNX file."""
     from .. import models
 
+    if spec.lower().endswith(".onnx") and os.path.isfile(spec):
+        from ..onnx import OnnxImportError, load as load_onnx
+
+        try:
+            model = load_onnx(spec)
+        except OnnxImportError as e:
+            raise SystemExit(f"atrous summary: {e}") from None
+        graph = model._graph
+        if len(graph["inputs"]) != 1:
+            raise SystemExit(f"atrous summary: {spec} has {len(graph['inputs'])} graph inputs; "
+                             "summary runs models of one input")
+        _, dims = graph["input_specs"][graph["inputs"][0]]
+        known = dims is not None and len(dims) == 4 and all(d is not None for d in dims[1:])
+        return model, "x".join(str(d) for d in dims[1:]) if known else None
     if os.path.exists(spec):
         from ..cli import build_model, read_config
         from ..io import load

@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import os
 import re
+import threading
 
 import numpy as np
 
@@ -36,6 +37,15 @@ STATIC_INPUTS = {
     "Resize": {1, 2, 3}, "Upsample": {1}, "Clip": {1, 2}, "Dropout": {1, 2}, "ReduceMean": {1},
     "Gather": {1}, "Slice": {1, 2, 3, 4},
 }
+
+
+_running = threading.local()  # the node whose step runs in this thread (see current_node)
+
+
+def current_node():
+    """The node whose step is running in this thread (``.name``, ``.op``), or None outside an
+    ``OnnxModel`` forward; ``atrous.analysis.summary`` names its rows after it."""
+    return getattr(_running, "node", None)
 
 
 class _Node:
@@ -84,16 +94,20 @@ class OnnxModel(nn.Module):
             if name not in values:
                 raise TypeError(f"OnnxModel: missing graph input {name!r}")
             env[name] = _check_input(name, values[name], g["input_specs"][name], self._cast_dtype())
+        outer = current_node()  # an OnnxModel inside another one's step
         for node, run in g["steps"]:
             vals = [env[n] if n else None for n in node.inputs]
             while vals and vals[-1] is None:
                 vals.pop()
+            _running.node = node
             try:
                 outs = run(vals, self.training)
             except (OnnxRuntimeError, OnnxImportError):
                 raise
             except Exception as e:  # name the node: a bare NumPy error says nothing about the graph
                 raise OnnxRuntimeError(f"{node.where} failed: {type(e).__name__}: {e}") from e
+            finally:
+                _running.node = outer
             for name, val in zip(node.outputs, outs):
                 if name:
                     env[name] = _zero_d(val)
