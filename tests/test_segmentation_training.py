@@ -1,5 +1,7 @@
 """Segmentation through the Trainer and the CLI: it learns, it resumes bit for bit, it draws."""
 import argparse
+import contextlib
+import functools
 import json
 import os
 
@@ -15,18 +17,27 @@ from atrous.io import load  # noqa: E402
 from atrous.models.segmentation import deeplabv3_tiny  # noqa: E402
 from atrous.train import Trainer, evaluate_scores  # noqa: E402
 
-# A reduced budget: small canvases with one or two large digits, a narrow model.
+# Small canvases with one or two large digits and a narrow model, for the quick checks.
 SCENES = dict(size=32, n_digits=(1, 2), digit_size=(14, 20))
 MODEL = dict(width=8)
 
 
-def _trainer(train, test, out=None, epochs_hint=None, **kw):
+def _trainer(train, test, out=None, batch_size=16, model_kwargs=MODEL, lr=5e-3, **kw):
     manual_seed(0)
-    model = deeplabv3_tiny(num_classes=11, **MODEL)
-    loader = data.DataLoader(data.TensorDataset(train.images, train.masks), batch_size=16, shuffle=True, seed=0)
+    model = deeplabv3_tiny(num_classes=11, **model_kwargs)
+    loader = data.DataLoader(data.TensorDataset(train.images, train.masks), batch_size=batch_size,
+                             shuffle=True, seed=0)
     val = data.DataLoader(data.TensorDataset(test.images, test.masks), batch_size=64)
-    opt = optim.Adam(model.parameters(), lr=5e-3)
+    opt = optim.Adam(model.parameters(), lr=lr)
     return Trainer(model, opt, loader, val, task="segment", progress=False, out_dir=out, **kw)
+
+
+def _one_blas_thread():
+    try:
+        from threadpoolctl import threadpool_limits
+    except ImportError:
+        return contextlib.nullcontext()
+    return threadpool_limits(1)
 
 
 def _reference_scores(model, test):
@@ -47,10 +58,21 @@ def _reference_scores(model, test):
 
 
 def test_reduced_budget_training_learns_far_beyond_the_background_baseline():
-    train = digit_scenes("train", n_scenes=384, **SCENES)
-    test = digit_scenes("test", n_scenes=128, **SCENES)
-    trainer = _trainer(train, test)
-    trainer.fit(4)
+    """The full model on 48x48 scenes, 5 short epochs (480 steps of 8 scenes). Background
+    weighs 0.3 in the loss: with 9 pixels in 10 background, an unweighted loss spends its
+    first hundred steps predicting background everywhere, a plateau this budget cannot
+    afford (the 10-minute runs in docs/segmentation.md use the plain loss)."""
+    from atrous import functional as F
+
+    scenes = dict(size=48, n_digits=(1, 3), digit_size=(12, 20))
+    train = digit_scenes("train", n_scenes=768, **scenes)
+    test = digit_scenes("test", n_scenes=128, **scenes)
+    weight = np.ones(11, np.float32)
+    weight[BACKGROUND] = 0.3
+    loss_fn = functools.partial(F.cross_entropy, weight=weight, ignore_index=255)
+    trainer = _trainer(train, test, batch_size=8, model_kwargs={}, loss_fn=loss_fn)
+    with _one_blas_thread():  # tiny GEMMs: one thread is as fast, and immune to a busy machine
+        trainer.fit(5)
     h = trainer.history[-1]
     acc, miou = _reference_scores(trainer.model, test)
     assert h.val_acc == pytest.approx(acc, abs=1e-12)
@@ -58,7 +80,8 @@ def test_reduced_budget_training_learns_far_beyond_the_background_baseline():
     # All-background: IoU = background share for that class, 0 for the 10 digits present.
     baseline = float((test.masks == BACKGROUND).mean()) / len(np.unique(test.masks))
     assert baseline < 0.1
-    assert miou > baseline + 0.25, (miou, baseline)
+    assert miou > baseline + 0.2, (miou, baseline)
+    assert h.val_miou > trainer.history[0].val_miou + 0.1
     assert [r.train_loss for r in trainer.history] == sorted([r.train_loss for r in trainer.history], reverse=True)
 
 
