@@ -131,7 +131,7 @@ def train_arm(kwargs, cfg, train, test):
 
 def markdown_table(results, cfg):
     lines = ["| arm | dilated stages | head | mIoU | pixel acc. | params | output stride | feature map "
-             "| RF of features | RF of logits | train time |",
+             "| RF of features | RF of logits | train time (wall / CPU) |",
              "|---|:-:|:-:|--:|--:|--:|--:|--:|--:|--:|--:|"]
     for r in results:
         stages = ",".join(str(k + 2) for k, d in enumerate(r["dilate"]) if d) or "none"
@@ -141,14 +141,15 @@ def markdown_table(results, cfg):
         lines.append(
             f"| {r['arm']} | {stages} | {'ASPP' if r['aspp'] else 'plain'} "
             f"| {r['miou']:.3f} | {100 * r['acc']:.2f}% | {r['params']:,} | {r['output_stride']} "
-            f"| {r['feature_map']} | {r['rf_features']} px | {rf_logits} | {r['seconds'] / 60:.1f} min |")
+            f"| {r['feature_map']} | {r['rf_features']} px | {rf_logits} "
+            f"| {r['seconds'] / 60:.1f} / {r.get('cpu', float('nan')) / 60:.1f} min |")
     lines.append("")
     lines.append(f"Budget per arm: {cfg['epochs']} epochs of {cfg['scenes']} training scenes "
                  f"({cfg['size']}x{cfg['size']}, batch {cfg['batch_size']}, {cfg['optimizer']} "
                  f"lr {cfg['lr']}, {cfg['schedule']} schedule, seed {cfg['seed']}, width {cfg['width']}); "
                  f"held-out: {cfg['test_scenes']} scenes of test-split digits. Receptive fields in "
-                 f"input pixels (height = width). Train time: wall clock of the training steps, "
-                 f"{cfg['threads']} BLAS thread(s), {cfg['machine']}.")
+                 f"input pixels (height = width). Train time: wall clock and process CPU time of the "
+                 f"training, {cfg['threads']} BLAS thread(s), {cfg['machine']}.")
     return "\n".join(lines)
 
 
