@@ -31,9 +31,8 @@ import common  # noqa: E402  (sets the thread limits before NumPy loads)
 from atrous import nn  # noqa: E402
 
 # (label, switches). "dilate": which of layers 2-4 trade their stride for dilation; the
-# parameters never depend on it. deeplabv3_tiny's own switch dilates layers 3-4 (output
-# stride 8); dilating layer 2 as well (stride 4) is built here from the same parts, with
-# ASPP rates doubled so that they span the same number of input pixels (2 x 8 = 4 x 4).
+# parameters never depend on it. At output stride 4 deeplabv3_tiny doubles the ASPP rates so
+# that they span the same number of input pixels (2 x 8 = 4 x 4).
 ARMS = [
     ("OS 4: dilated layers 2-4, ASPP", dict(dilate=(True, True, True), aspp=True)),
     ("OS 8: dilated layers 3-4, ASPP", dict(dilate=(False, True, True), aspp=True)),
@@ -79,24 +78,11 @@ def geometry(model, size):
 
 
 def build_arm(dilate, aspp, width=16, num_classes=11):
-    """The tiny DeepLab with layers 2-4 dilated as ``dilate`` says and an ASPP or plain head.
-
-    With ``dilate=(False, True, True)`` or ``(False, False, False)`` this is exactly
-    ``deeplabv3_tiny(dilation=..., aspp=...)`` (same modules, names and initialisation order).
-    """
+    """The tiny DeepLab with layers 2-4 dilated as ``dilate`` says and an ASPP or plain head."""
     from atrous.models import segmentation as S
 
-    dilate = tuple(dilate)
-    if dilate in ((False, True, True), (False, False, False)):
-        return S.deeplabv3_tiny(num_classes, dilation=dilate[2], aspp=aspp, width=width)
-    widths = (width, 2 * width, 4 * width, 4 * width)
-    body = S.TinyResNet(1, widths, 1, replace_stride_with_dilation=list(dilate))
-    backbone = S.IntermediateLayerGetter(body, {"layer4": "out"})
-    if aspp:
-        head = S.DeepLabHead(widths[3], num_classes, (4, 8, 12), channels=widths[3])
-    else:
-        head = S.PlainHead(widths[3], num_classes, channels=widths[3])
-    return S.DeepLabV3(backbone, head)
+    output_stride = {tuple(v): k for k, v in S.TINY_DILATION.items()}[tuple(dilate)]
+    return S.deeplabv3_tiny(num_classes, aspp=aspp, width=width, output_stride=output_stride)
 
 
 def train_arm(kwargs, cfg, train, test):

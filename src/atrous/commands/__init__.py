@@ -5,7 +5,7 @@ registration imports only argparse, the work imports happen inside the handler.
 """
 import importlib
 
-COMMAND_MODULES = ("summary", "scan", "explain", "run", "export")
+COMMAND_MODULES = ("summary", "scan", "explain", "run", "export", "segment")
 
 
 def register_all(subparsers):

@@ -16,7 +16,7 @@ import os
 
 # One example's shape for each dataset ``atrous train`` knows, and for zoo models whose
 # natural input is not 3x224x224; used when --input is not given.
-DATASET_INPUTS = {"digits": "1x8x8", "mnist": "1x28x28", "cifar10": "3x32x32"}
+DATASET_INPUTS = {"digits": "1x8x8", "mnist": "1x28x28", "cifar10": "3x32x32", "digit_scenes": "1x64x64"}
 MODEL_INPUTS = {"alexnet_original": "3x227x227", "lenet5": "1x32x32", "digits_cnn": "1x8x8",
                 "wrn_16_4": "3x32x32", "wrn_28_10": "3x32x32"}
 

@@ -7,11 +7,13 @@
 from . import transforms
 from .cifar import cifar10
 from .dataset import ArrayDataset, Dataset, Subset, TensorDataset, random_split
+from .digit_scenes import digit_scenes
 from .digits import digits
 from .loader import DataLoader
 from .mnist import mnist
 
 __all__ = [
+    "digit_scenes",
     "Dataset",
     "TensorDataset",
     "ArrayDataset",

@@ -366,20 +366,36 @@ class TinyResNet(nn.Module):
         return self.layer4(self.layer3(self.layer2(self.layer1(x))))
 
 
-def _tiny_backbone(in_channels, width, depth, dilation, aux):
+# Which of layers 2-4 trade their stride for dilation, for each output stride.
+TINY_DILATION = {4: [True, True, True], 8: [False, True, True], 16: [False, False, True],
+                 32: [False, False, False]}
+
+
+def _tiny_dilation(dilation, output_stride):
+    if output_stride is None:
+        return TINY_DILATION[8 if dilation else 32]
+    if output_stride not in TINY_DILATION:
+        raise ValueError(f"tiny segmentation model: output_stride must be one of "
+                         f"{sorted(TINY_DILATION)}, got {output_stride!r}")
+    return TINY_DILATION[output_stride]
+
+
+def _tiny_backbone(in_channels, width, depth, dilate, aux):
     widths = (width, 2 * width, 4 * width, 4 * width)
-    body = TinyResNet(in_channels, widths, depth,
-                      replace_stride_with_dilation=[False, True, True] if dilation else None)
+    body = TinyResNet(in_channels, widths, depth, replace_stride_with_dilation=dilate)
     return_layers = {"layer4": "out", "layer3": "aux"} if aux else {"layer4": "out"}
     return IntermediateLayerGetter(body, return_layers), widths
 
 
 def deeplabv3_tiny(num_classes=11, dilation=True, aspp=True, width=16, depth=1, in_channels=1,
-                   atrous_rates=(2, 4, 6), aux_loss=False):
+                   atrous_rates=None, aux_loss=False, output_stride=None):
     """DeepLabv3 on a :class:`TinyResNet` (widths w/2w/4w/4w, ``depth`` blocks per stage).
 
     ``dilation``: layers 3-4 dilate (output stride 8) instead of striding (32); same
-    parameters. ``aspp``: a :class:`DeepLabHead` with ``atrous_rates`` (default 2/4/6,
+    parameters. ``output_stride`` (4, 8, 16 or 32) overrides it: 4 dilates layers 2-4 too,
+    which is what small digit strokes need (see docs/segmentation.md). ``atrous_rates``
+    default to 2/4/6 at output stride 8 and above, and 4/8/12 at 4, so they span the same
+    number of input pixels. ``aspp``: a :class:`DeepLabHead` with ``atrous_rates`` (default 2/4/6,
     suited to the 8x8 map of a 64x64 input; torchvision's 12/24/36 are for 65x65 maps) and
     4w channels, or (False) a :class:`PlainHead` of four 3x3 convs at 4w channels.
     ``aux_loss`` adds an :class:`FCNHead` on layer3. ``in_channels`` is 1 for grey images.
@@ -388,7 +404,10 @@ def deeplabv3_tiny(num_classes=11, dilation=True, aspp=True, width=16, depth=1, 
     a 155,312-parameter backbone and a 177,739-parameter head.
     Shape: (N, in_channels, H, W) -> {'out': (N, num_classes, H, W)[, 'aux': ...]}.
     """
-    backbone, widths = _tiny_backbone(in_channels, width, depth, dilation, aux_loss)
+    dilate = _tiny_dilation(dilation, output_stride)
+    if atrous_rates is None:
+        atrous_rates = (4, 8, 12) if dilate[0] else (2, 4, 6)
+    backbone, widths = _tiny_backbone(in_channels, width, depth, dilate, aux_loss)
     if aspp:
         head = DeepLabHead(widths[3], num_classes, atrous_rates, channels=widths[3])
     else:
@@ -397,12 +416,14 @@ def deeplabv3_tiny(num_classes=11, dilation=True, aspp=True, width=16, depth=1, 
     return DeepLabV3(backbone, head, aux)
 
 
-def fcn_tiny(num_classes=11, dilation=True, width=16, depth=1, in_channels=1, aux_loss=False):
+def fcn_tiny(num_classes=11, dilation=True, width=16, depth=1, in_channels=1, aux_loss=False,
+             output_stride=None):
     """FCN (``FCNHead``) on the same :class:`TinyResNet` as :func:`deeplabv3_tiny`.
 
     Shape: (N, in_channels, H, W) -> {'out': (N, num_classes, H, W)[, 'aux': ...]}.
     """
-    backbone, widths = _tiny_backbone(in_channels, width, depth, dilation, aux_loss)
+    backbone, widths = _tiny_backbone(in_channels, width, depth,
+                                      _tiny_dilation(dilation, output_stride), aux_loss)
     aux = FCNHead(widths[2], num_classes) if aux_loss else None
     return FCN(backbone, FCNHead(widths[3], num_classes), aux)
 
