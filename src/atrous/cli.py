@@ -129,8 +129,12 @@ def make_trainer(cfg, progress=True):
     x_train, y_train = load_dataset(cfg["dataset"], "train", cfg.get("data_root"), opts)
     x_test, y_test = load_dataset(cfg["dataset"], "test", cfg.get("data_root"), opts)
     model = build_model(cfg)
+    # Optional augmentation: random shifts by up to crop_padding pixels (zero padding).
+    transform = None
+    if cfg.get("crop_padding") and task == "classify":
+        transform = data.transforms.RandomCrop(x_train.shape[-2:], padding=int(cfg["crop_padding"]))
     train_loader = data.DataLoader(data.TensorDataset(x_train, y_train), batch_size=cfg["batch_size"],
-                                   shuffle=True, seed=cfg["seed"])
+                                   shuffle=True, seed=cfg["seed"], transform=transform)
     # Segmentation keeps C x H x W logits per image: smaller evaluation batches.
     test_loader = data.DataLoader(data.TensorDataset(x_test, y_test), batch_size=256 if task == "classify" else 32)
     optimizer = build_optimizer(cfg, model.parameters())
@@ -195,6 +199,7 @@ def cmd_train(args):
             "batch_size": args.batch_size, "optimizer": args.optimizer, "lr": args.lr,
             "momentum": args.momentum, "weight_decay": args.weight_decay, "schedule": args.schedule,
             "seed": args.seed, "out": args.out, "checkpoint_every": args.checkpoint_every,
+            "crop_padding": args.crop_padding,
         }
         if task == "segment":
             cfg["task"] = task
@@ -281,6 +286,8 @@ def build_parser():
     t.add_argument("--weight-decay", type=float, default=5e-4)
     t.add_argument("--schedule", default="cosine", choices=["none", "cosine", "step", "onecycle"])
     t.add_argument("--seed", type=int, default=0)
+    t.add_argument("--crop-padding", type=int, default=0,
+                   help="augment: random shifts of up to N pixels (classification)")
     t.add_argument("--out", default="runs/train", help="run folder")
     t.add_argument("--checkpoint-every", type=int, default=None, help="also checkpoint every N batches")
     t.add_argument("--resume", action="store_true", help="continue the run in --out from its checkpoint")
