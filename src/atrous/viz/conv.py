@@ -10,30 +10,18 @@ Each function draws one figure with matplotlib (imported only when drawing, conf
 """
 from __future__ import annotations
 
-import io
 import math
 
 import numpy as np
 
-from ..io.atomic import atomic_write
 from ..shape import conv_output_size, effective_kernel, pair
-from .training import pyplot
+from .training import pyplot, save_figure
 
 __all__ = ["plot_im2col", "plot_filters", "plot_feature_maps", "plot_receptive_field"]
 
 # Distinct colours for windows/columns (matplotlib's tab10 without grey).
 _COLOURS = ["#1f77b4", "#d62728", "#2ca02c", "#ff7f0e", "#9467bd", "#8c564b", "#e377c2",
             "#17becf", "#bcbd22"]
-
-
-def _save(fig, path, dpi=110):
-    plt = pyplot()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=dpi)
-    plt.close(fig)
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-    return path
 
 
 def _numpy(a):
@@ -154,7 +142,7 @@ def plot_im2col(x, path, kernel_size=3, stride=1, padding=0, dilation=1, max_row
                + f": each coloured window becomes the column of the same colour;\n"
                f"conv = W_row ({'O'} x {K}) @ X_col ({K} x {L}), reshaped to O x {OH} x {OW}")
     ax.text(-0.5, total_h - 1.4, caption, ha="left", va="top", fontsize=fs)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----- filters -----------------------------------------------------------------------------
@@ -218,7 +206,7 @@ def plot_filters(weight, path, ncols=None, max_filters=64, title=None):
     if C not in (1, 3) and shown < C:
         more += f", channels 0-{shown - 1} of {C}"
     fig.suptitle(title or f"{O} filters of {KH}x{KW}x{C}{more}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 # ----- feature maps ------------------------------------------------------------------------
@@ -327,7 +315,7 @@ def plot_feature_maps(source, input, path, layer=None, max_maps=32, ncols=8, cma
         axes[k].set_title(f"ch {k}", fontsize=8, pad=2)
     more = f", first {n} of {C}" if n < C else ""
     fig.suptitle(f"{what}: {C} map{'s' if C > 1 else ''} of {H}x{W}{more}", fontsize=10)
-    return _save(fig, path)
+    return save_figure(fig, path)
 
 
 def _show_image(ax, img, **kwargs):
@@ -473,4 +461,4 @@ def plot_receptive_field(image, rf, path, position=(0, 0), layer=None, title=Non
     ax.set_xlabel("column")
     ax.set_ylabel("row")
     fig.tight_layout()
-    return _save(fig, path)
+    return save_figure(fig, path)

@@ -1,12 +1,10 @@
 """The dense scan as a picture: detections, the winning digit per window, per-class score maps."""
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
-from ..io.atomic import atomic_write
-from .training import pyplot
+from .training import pyplot, save_figure
 
 BACKGROUND_COLOUR = "#9e9e9e"
 
@@ -114,9 +112,4 @@ def plot_scan(image, result, detections, path, planted=None, title=None):
         ax.set_title(f"P(digit {k})  max {digit_probs[k].max():.2f}", fontsize=9)
         ax.set_axis_off()
 
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=100)
-    plt.close(fig)
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-    return path
+    return save_figure(fig, path, dpi=100)

@@ -6,12 +6,10 @@ the class colours and writes a PNG (matplotlib).
 """
 from __future__ import annotations
 
-import io
 
 import numpy as np
 
-from ..io.atomic import atomic_write
-from .training import pyplot
+from .training import pyplot, save_figure
 
 # Ten saturated, mutually distinct colours (none grey: the image under them is grey).
 PALETTE = ["#e6194b", "#3cb44b", "#ffe119", "#4363d8", "#f58231",
@@ -102,9 +100,4 @@ def plot_segmentation(image, pred, path, target=None, classes=None, background=N
         heading = f"{heading}\n{scores}" if heading else scores
     if heading:
         fig.suptitle(heading, fontsize=10)
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-    return path
+    return save_figure(fig, path)

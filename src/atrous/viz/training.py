@@ -15,6 +15,16 @@ def pyplot():
     return plt
 
 
+def save_figure(fig, path, dpi=110):
+    """Render ``fig`` to PNG in memory, close it, then write ``path`` atomically."""
+    buf = io.BytesIO()
+    fig.savefig(buf, format="png", dpi=dpi)
+    pyplot().close(fig)
+    with atomic_write(path) as f:
+        f.write(buf.getvalue())
+    return path
+
+
 def plot_training_curves(history, path):
     """Loss and accuracy per epoch (train and held-out) side by side, saved as a PNG."""
     plt = pyplot()
@@ -30,9 +40,4 @@ def plot_training_curves(history, path):
     for ax in (ax_loss, ax_acc):
         ax.grid(alpha=0.3)
         ax.legend()
-    buf = io.BytesIO()
-    fig.savefig(buf, format="png", dpi=110)
-    plt.close(fig)
-    with atomic_write(path) as f:
-        f.write(buf.getvalue())
-    return path
+    return save_figure(fig, path)
