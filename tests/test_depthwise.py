@@ -5,7 +5,6 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from atrous import Tensor
 from atrous.autograd import Function
 from atrous.kernels import depthwise as D
 from atrous.kernels._numba import numba_module, use_numba_disabled

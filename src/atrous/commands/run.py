@@ -13,7 +13,6 @@ the first and ``NAME.npy`` files beside it the rest); ``--top K`` prints the K b
 """
 from __future__ import annotations
 
-import argparse
 import os
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)

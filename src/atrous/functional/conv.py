@@ -11,7 +11,6 @@ import numpy as np
 
 from .._validate import check_float, check_rank, check_same_dtype
 from ..autograd import Function
-from ..backend import get_array_module
 from ..kernels import conv_gemm
 from ..kernels.im2col import col2im, im2col
 from ..shape import conv_output_size, effective_kernel, pair, same_padding

@@ -31,7 +31,7 @@ from ..functional.conv import Conv2d, ConvTranspose2d
 from ..functional.shape_ops import Pad as _PadFn
 from ..random import default_generator
 from ..tensor import Tensor
-from .checks import OnnxImportError, OnnxRuntimeError, check_alloc
+from .checks import OnnxRuntimeError, check_alloc
 
 HANDLERS = {}
 
