@@ -122,14 +122,16 @@ def bench_layer(cfg, F, atrous, torch):
 
 def interleaved_medians(fns, repeat=9, warmup=2):
     """Median ms of each function, timed round-robin so that both libraries see the same
-    background load on a shared machine."""
+    background load on a shared machine. Each timed call follows an untimed call of the same
+    function: PyTorch's OpenMP threads keep spinning for a while after its last op and would
+    otherwise slow whichever call comes next."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
-            times[k].append(median_ms(fn, repeat=1, warmup=0))
+            times[k].append(median_ms(fn, repeat=1, warmup=1))
     return {k: statistics.median(v) for k, v in times.items()}
 
 
