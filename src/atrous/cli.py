@@ -159,6 +159,30 @@ def read_config(run_dir):
         return json.load(f)
 
 
+def run_paths(spec):
+    """(run folder, checkpoint file) for a run folder or a checkpoint file inside one."""
+    from .train import CHECKPOINT_NAME
+
+    if os.path.isdir(spec):
+        return spec, os.path.join(spec, CHECKPOINT_NAME)
+    return os.path.dirname(spec) or ".", spec
+
+
+def load_run(spec, build=None):
+    """(model with the run's trained weights, run config, run folder) for a run folder or a
+    checkpoint file. ``build(cfg)`` makes the model (default ``build_model``); it may refuse
+    a run by raising SystemExit before any weights are read."""
+    from .io.checkpoint import load
+
+    run_dir, path = run_paths(spec)
+    cfg = read_config(run_dir)
+    model = (build or build_model)(cfg)
+    if not os.path.exists(path):
+        raise SystemExit(f"atrous: {path} not found; train the run first")
+    model.load_state_dict(load(path)["model"])
+    return model, cfg, run_dir
+
+
 # ----- commands ----------------------------------------------------------------------------
 def cmd_models(args):
     from . import models
@@ -227,14 +251,9 @@ def cmd_train(args):
 
 def cmd_evaluate(args):
     from . import data
-    from .io.checkpoint import load
-    from .train import CHECKPOINT_NAME, evaluate, evaluate_scores
+    from .train import evaluate, evaluate_scores
 
-    run_dir = args.checkpoint if os.path.isdir(args.checkpoint) else os.path.dirname(args.checkpoint)
-    path = os.path.join(args.checkpoint, CHECKPOINT_NAME) if os.path.isdir(args.checkpoint) else args.checkpoint
-    cfg = read_config(run_dir)
-    model = build_model(cfg)
-    model.load_state_dict(load(path)["model"])
+    model, cfg, _ = load_run(args.checkpoint)
     x, y = load_dataset(cfg["dataset"], args.split, cfg.get("data_root"), cfg.get("dataset_kwargs"))
     if task_of(cfg) == "segment":
         s = evaluate_scores(model, data.DataLoader(data.TensorDataset(x, y), batch_size=32), task="segment")

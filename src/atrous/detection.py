@@ -333,24 +333,14 @@ def load_scanner(run_dir):
 
     A ``digits_scanner`` run is built here; any other model through the zoo.
     """
-    import os
+    from .cli import build_model, load_run
 
-    from .cli import build_model, read_config
-    from .io.checkpoint import load
-    from .train import CHECKPOINT_NAME
+    def build(cfg):
+        if cfg["model"] == "digits_scanner":
+            return digits_scanner(**cfg.get("model_kwargs", {}))
+        return build_model(cfg)
 
-    if os.path.isdir(run_dir):
-        path = os.path.join(run_dir, CHECKPOINT_NAME)
-    else:
-        path, run_dir = run_dir, os.path.dirname(run_dir) or "."
-    cfg = read_config(run_dir)
-    if cfg["model"] == "digits_scanner":
-        model = digits_scanner(**cfg.get("model_kwargs", {}))
-    else:
-        model = build_model(cfg)
-    if not os.path.exists(path):
-        raise SystemExit(f"atrous: {path} not found; train the run first")
-    model.load_state_dict(load(path)["model"])
+    model, cfg, _ = load_run(run_dir, build)
     return model.eval(), cfg
 
 

@@ -77,21 +77,19 @@ def load_weights(path):
 
 def cmd_export(args):
     from .. import models
-    from ..cli import read_config
+    from ..cli import read_config, run_paths
     from ..io.checkpoint import load
     from ..onnx.exporter import export
-    from ..train import CHECKPOINT_NAME
 
     name, kwargs, state = args.model, json.loads(args.model_kwargs), None
     if args.checkpoint:
-        is_dir = os.path.isdir(args.checkpoint)
-        run_dir = args.checkpoint if is_dir else os.path.dirname(args.checkpoint)
+        run_dir, checkpoint = run_paths(args.checkpoint)
         cfg = read_config(run_dir)
         if name is not None and name != cfg["model"]:
             raise SystemExit(f"atrous export: --model {name} but the checkpoint holds {cfg['model']}")
         name = cfg["model"]
         kwargs = {**cfg.get("model_kwargs", {}), **kwargs}
-        state = load(os.path.join(args.checkpoint, CHECKPOINT_NAME) if is_dir else args.checkpoint)["model"]
+        state = load(checkpoint)["model"]
     if name is None:
         raise SystemExit("atrous export: give --model NAME or --checkpoint RUN")
     try:

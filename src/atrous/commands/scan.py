@@ -52,6 +52,7 @@ def read_picture(path):
 
 def cmd_scan(args):
     from .. import detection as D
+    from ..cli import run_paths
     from ..surgery import fully_convolutional
 
     if not 0 < args.threshold < 1:
@@ -86,8 +87,7 @@ def cmd_scan(args):
         print(f"planted: {', '.join(f'{c} at ({t}, {l})' for c, t, l in zip(canvas.labels, canvas.tops, canvas.lefts))}")
         print(f"{m.true_positives} of {len(canvas)} found at the right place (within 2 px) with the right "
               f"class; {m.false_positives} false positive{'s' if m.false_positives != 1 else ''}")
-    out = args.out or os.path.join(args.checkpoint if os.path.isdir(args.checkpoint)
-                                   else os.path.dirname(args.checkpoint) or ".", "scan.png")
+    out = args.out or os.path.join(run_paths(args.checkpoint)[0], "scan.png")
     try:
         from ..viz.scan import plot_scan
     except ImportError:

@@ -37,19 +37,14 @@ def register(subparsers):
 
 
 def _load_run(spec):
-    from ..cli import build_model, read_config, task_of
-    from ..io import load
-    from ..train import CHECKPOINT_NAME
+    from ..cli import build_model, load_run, task_of
 
-    run_dir = spec if os.path.isdir(spec) else os.path.dirname(spec) or "."
-    path = os.path.join(spec, CHECKPOINT_NAME) if os.path.isdir(spec) else spec
-    cfg = read_config(run_dir)
-    if task_of(cfg) != "segment":
-        raise SystemExit(f"atrous segment: {run_dir} is a '{task_of(cfg)}' run; train one with --task segment")
-    if not os.path.exists(path):
-        raise SystemExit(f"atrous segment: {path} not found")
-    model = build_model(cfg)
-    model.load_state_dict(load(path)["model"])
+    def build(cfg):
+        if task_of(cfg) != "segment":
+            raise SystemExit(f"atrous segment: {spec} is a '{task_of(cfg)}' run; train one with --task segment")
+        return build_model(cfg)
+
+    model, cfg, run_dir = load_run(spec, build)
     return model.eval(), cfg, run_dir
 
 

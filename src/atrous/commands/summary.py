@@ -59,12 +59,10 @@ def _load(spec, model_kwargs):
         known = dims is not None and len(dims) == 4 and all(d is not None for d in dims[1:])
         return model, "x".join(str(d) for d in dims[1:]) if known else None
     if os.path.exists(spec):
-        from ..cli import build_model, read_config
+        from ..cli import build_model, read_config, run_paths
         from ..io import load
-        from ..train import CHECKPOINT_NAME
 
-        run_dir = spec if os.path.isdir(spec) else os.path.dirname(spec) or "."
-        checkpoint = os.path.join(spec, CHECKPOINT_NAME) if os.path.isdir(spec) else spec
+        run_dir, checkpoint = run_paths(spec)
         cfg = read_config(run_dir)
         model = build_model(cfg)
         if os.path.exists(checkpoint):
