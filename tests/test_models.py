@@ -14,24 +14,7 @@ import pytest
 
 import atrous
 from atrous import models
-
-
-def n_params(model):
-    return sum(int(np.asarray(p).size) for p in model.parameters())
-
-
-def shapes(state_dict):
-    """(key, shape) pairs in order; values may be torch tensors, Tensors or arrays."""
-    return [(k, tuple(v.shape)) for k, v in state_dict.items()]
-
-
-def to_numpy_state(torch_model):
-    return {k: v.detach().cpu().numpy() for k, v in torch_model.state_dict().items()}
-
-
-def relative_error(got, want):
-    got, want = np.asarray(got, np.float64), np.asarray(want, np.float64)
-    return float(np.max(np.abs(got - want)) / np.max(np.abs(want)))
+from model_helpers import n_params, relative_error, shapes, to_numpy_state
 
 
 def run_eval(model, x):
