@@ -126,6 +126,14 @@ class Conv2d(Function):
         return gx, gw, gb
 
 
+def _conv_args(op, input, weight, stride, dilation):
+    """The checks conv2d and conv_transpose2d share: (x, w, stride pair, dilation pair)."""
+    x = _array(op, "input", input, (3, 4))
+    w = _array(op, "weight", weight, 4)
+    check_same_dtype(op, "input", x, "weight", w)
+    return x, w, _ints(op, "stride", stride, 1), _ints(op, "dilation", dilation, 1)
+
+
 def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     """2-D convolution (cross-correlation) over (N, C, H, W), as ``torch.nn.functional.conv2d``.
 
@@ -140,11 +148,7 @@ def conv2d(input, weight, bias=None, stride=1, padding=0, dilation=1, groups=1):
     (1, 2, 3, 3)
     """
     op = "conv2d"
-    x = _array(op, "input", input, (3, 4))
-    w = _array(op, "weight", weight, 4)
-    check_same_dtype(op, "input", x, "weight", w)
-    stride = _ints(op, "stride", stride, 1)
-    dilation = _ints(op, "dilation", dilation, 1)
+    x, w, stride, dilation = _conv_args(op, input, weight, stride, dilation)
     O, Cg, KH, KW = w.shape
     C = x.shape[-3]
     _check_groups(op, groups, C, O, "out_channels (weight.shape[0])")
@@ -207,11 +211,7 @@ def conv_transpose2d(input, weight, bias=None, stride=1, padding=0, output_paddi
     (1, 4, 5, 5)
     """
     op = "conv_transpose2d"
-    x = _array(op, "input", input, (3, 4))
-    w = _array(op, "weight", weight, 4)
-    check_same_dtype(op, "input", x, "weight", w)
-    stride = _ints(op, "stride", stride, 1)
-    dilation = _ints(op, "dilation", dilation, 1)
+    x, w, stride, dilation = _conv_args(op, input, weight, stride, dilation)
     if isinstance(padding, str):
         raise ValueError(f"{op}: padding must be an int or a pair of ints, got {padding!r}")
     p = _ints(op, "padding", padding, 0)
