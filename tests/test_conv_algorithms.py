@@ -66,6 +66,8 @@ def _meant_for(name, cfg):
     x_shape, w_shape, stride, padding, dilation, groups = cfg
     if name == "direct_depthwise":
         return groups > 1 and groups == x_shape[1] and w_shape[1] == 1
+    if name == "gemm_nhwc":
+        return groups == 1
     return w_shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
 
 
@@ -171,9 +173,9 @@ def test_autotune_times_once_per_shape_then_hits_the_cache(rng, monkeypatch):
     monkeypatch.setattr(algorithms, "_autotune", lambda op, key, cands, args: timed.append((op, tuple(cands))) or real(op, key, cands, args))
     ref = _train_call(x, w, padding=1)
     assert sorted(op for op, _ in timed) == sorted(algorithms.OPS)
-    assert all(c == ("gemm", "winograd", "winograd_f4") for _, c in timed)
+    assert all(c == ("gemm", "gemm_nhwc", "winograd", "winograd_f4") for _, c in timed)
     cache = algorithms.autotune_cache()
-    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "winograd", "winograd_f4"}
+    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "winograd", "winograd_f4"}
     key = ("forward", (2, 3, 6, 6), (4, 3, 3, 3), "float32", (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert key in cache
     timed.clear()
@@ -187,9 +189,9 @@ def test_autotune_times_once_per_shape_then_hits_the_cache(rng, monkeypatch):
     _train_call(x.astype(np.float64), w.astype(np.float64), padding=1)
     F.conv2d(x, w, padding=0)
     assert len(algorithms.autotune_cache()) == 7
-    # a 5x5 kernel has one candidate: cached without timing
+    # a grouped convolution has one candidate: cached without timing
     timed.clear()
-    F.conv2d(x, rng.standard_normal((4, 3, 5, 5)).astype(np.float32))
+    F.conv2d(rng.standard_normal((2, 4, 6, 6)).astype(np.float32), rng.standard_normal((4, 2, 3, 3)).astype(np.float32), groups=2)
     assert timed == [] and "gemm" in algorithms.autotune_cache().values()
     algorithms.clear_autotune_cache()
     assert algorithms.autotune_cache() == {}
@@ -208,15 +210,16 @@ def test_forcing_wins_over_autotune(rng, monkeypatch):
 def test_heuristic_choices():
     h = algorithms.heuristic
     assert h("forward", (8, 64, 56, 56), (128, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
+    assert h("forward", (8, 64, 56, 56), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm_nhwc"
     assert h("forward", (8, 64, 56, 56), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"
     assert h("forward", (8, 64, 56, 56), (64, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 2) == "gemm"
     dw = "direct_depthwise" if algorithms.ALGORITHMS["direct_depthwise"].applies(
         (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) else "gemm"
     assert h("forward", (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) == dw
     for op in algorithms.OPS:
-        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) in ("gemm", "winograd")
+        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) in ("gemm", "winograd")
 
 
 def test_names():
     assert algorithms.names()[0] == "auto"
-    assert {"gemm", "winograd", "winograd_f4", "direct_depthwise"} <= set(algorithms.names())
+    assert {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "direct_depthwise"} <= set(algorithms.names())

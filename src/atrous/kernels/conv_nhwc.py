@@ -1,0 +1,194 @@
+"""im2col + GEMM with channels-last columns: ``cols (N*OH*OW, KH*KW*C) @ W^T (KH*KW*C, O)``.
+
+The same convolution as ``conv_gemm`` (groups 1), with the column matrix transposed: one row
+per output position, its entries ordered (kh, kw, c). Two things make this layout cheaper:
+
+* im2col copies runs of ``KW*C`` contiguous values (a row of the window in a channels-last
+  padded image) instead of runs of ``OW`` (a row of output positions in NCHW), so small
+  images and strided layers copy at near memcpy speed;
+* the GEMM is tall and thin, ``(positions, K) @ (K, O)``, which OpenBLAS runs 1.2-1.5x faster
+  than the wide-and-short ``(O, K) @ (K, positions)`` when O is small (16-128 filters).
+
+The price is two transposes of the size of the input and of the output (NCHW <-> NHWC), far
+smaller than the KH*KW-times larger column matrix they make cheaper.
+
+Shapes (groups == 1)::
+
+    x: (N, C, H, W)   w: (O, C, KH, KW)   y, gy: (N, O, OH, OW),   P = OH*OW, K = KH*KW*C
+    cols:  (n*P, K)     row n*P + oh*OW + ow, column (kh*KW + kw)*C + c
+    w_cl:  (O, K)       w.transpose(0, 2, 3, 1): the weight in the same (kh, kw, c) order
+
+    forward      y_cl (n*P, O) = cols @ w_cl^T              then y = y_cl -> NCHW
+    weight_grad  gw_cl (O, K)  = gy_cl^T (O, n*P) @ cols     summed over chunks in order
+    input_grad   stride 1: forward of gy with the flipped kernel (as conv_gemm); else conv_gemm
+
+Batches run in chunks of images whose columns, GEMM result and padded input fit the smaller
+of ``atrous.config.workspace_bytes`` and ``conv_gemm.CHUNK_BYTES`` (at least one block of
+images, as in ``conv_gemm``), each chunk reusing the same buffers. As there, chunked results are
+bitwise identical to unchunked ones: the weight gradient adds one GEMM per block, in order.
+"""
+from __future__ import annotations
+
+from ..backend import get_array_module
+from . import conv_gemm
+from .im2col import output_size
+
+_ZERO = ((0, 0), (0, 0))
+
+
+def supports(w_shape, groups=1):
+    """True for the convolutions this layout computes: groups 1, any kernel/stride/padding/dilation."""
+    return groups == 1
+
+
+def _plan(x_shape, kernel, out_channels, out_hw, padding, itemsize):
+    """(block, chunk): the weight gradient sums one GEMM per block of images (as many as
+    ``conv_gemm.block_size`` puts side by side), so its result does not depend on the chunk;
+    chunks are whole blocks whose working memory fits the workspace (see the module docstring)."""
+    N, C, H, W = x_shape
+    (KH, KW), P = kernel, out_hw[0] * out_hw[1]
+    (t, b), (l, r) = padding
+    per_image = (KH * KW * C + out_channels) * P + C * (H + max(t, 0) + max(b, 0)) * (W + max(l, 0) + max(r, 0))
+    block = conv_gemm.block_size(N, P)
+    return block, conv_gemm.chunk_size(N, block, per_image, itemsize)
+
+
+def _pad_amounts(padding):
+    """((crop top, bottom, left, right), (pad top, bottom, left, right)) from signed padding."""
+    (t, b), (l, r) = padding
+    return (max(-t, 0), max(-b, 0), max(-l, 0), max(-r, 0)), (max(t, 0), max(b, 0), max(l, 0), max(r, 0))
+
+
+def _padded_shape(x_shape, padding):
+    N, C, H, W = x_shape
+    (ct, cb, cl, cr), (t, b, l, r) = _pad_amounts(padding)
+    return (N, H - ct - cb + t + b, W - cl - cr + l + r, C)
+
+
+def _fill_padded(x, padding, xpad):
+    """Write x (n, C, H, W) channels-last into the interior of xpad (n, Hp, Wp, C), whose border
+    is already zero; negative padding crops x first."""
+    (ct, cb, cl, cr), (t, _, l, _) = _pad_amounts(padding)
+    H, W = x.shape[2:]
+    x = x[:, :, ct : H - cb, cl : W - cr]
+    xpad[:, t : t + x.shape[2], l : l + x.shape[3], :] = x.transpose(0, 2, 3, 1)
+
+
+def _im2col_into(xpad, kernel, stride, dilation, out_hw, cols):
+    """cols (n*P, K) <- windows of the padded channels-last xpad (n, Hp, Wp, C): one copy."""
+    xp = get_array_module(xpad)
+    n, _, _, C = xpad.shape
+    (KH, KW), (SH, SW), (DH, DW) = kernel, stride, dilation
+    OH, OW = out_hw
+    sn, sh, sw, sc = xpad.strides
+    view = xp.lib.stride_tricks.as_strided(
+        xpad, (n, OH, OW, KH, KW, C), (sn, SH * sh, SW * sw, DH * sh, DW * sw, sc), writeable=False
+    )
+    cols.reshape(n, OH, OW, KH, KW, C)[...] = view
+
+
+def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
+    """Channels-last column matrix (N*OH*OW, KH*KW*C) of x (N, C, H, W).
+
+    >>> import numpy as np
+    >>> im2col(np.arange(8.0).reshape(1, 2, 2, 2), (2, 2)).tolist()  # taps (kh, kw), then c
+    [[0.0, 4.0, 1.0, 5.0, 2.0, 6.0, 3.0, 7.0]]
+    """
+    parts = list(_chunks(x, kernel, stride, padding, dilation, 0, chunk=max(1, x.shape[0])))
+    if not parts:  # an empty batch
+        return get_array_module(x).empty((0, kernel[0] * kernel[1] * x.shape[1]), dtype=x.dtype)
+    return parts[0][2]
+
+
+def _to_nchw(r, y):
+    """Write r (n*P, O) into y (n, O, OH, OW)."""
+    n, O = y.shape[:2]
+    y.reshape(n, O, -1)[...] = r.reshape(n, -1, O).transpose(0, 2, 1)
+
+
+def _chunks(x, kernel, stride, padding, dilation, out_channels, chunk=None):
+    """Yield (n0, n1, cols) per chunk of images. The padded input and the columns live in two
+    buffers allocated once (the padding's zero border written once), so the caller must be done
+    with ``cols`` before asking for the next chunk."""
+    xp = get_array_module(x)
+    N, C = x.shape[:2]
+    KH, KW = kernel
+    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
+    if chunk is None:
+        chunk = _plan(x.shape, kernel, out_channels, (OH, OW), padding, x.dtype.itemsize)[1]
+    chunk = max(1, min(chunk, N))
+    xpad = xp.zeros(_padded_shape((chunk,) + x.shape[1:], padding), dtype=x.dtype)
+    buf = xp.empty((chunk * OH * OW, KH * KW * C), dtype=x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        _fill_padded(x[n0:n1], padding, xpad[: n1 - n0])
+        cols = buf[: (n1 - n0) * OH * OW]
+        _im2col_into(xpad[: n1 - n0], kernel, stride, dilation, (OH, OW), cols)
+        yield n0, n1, cols
+
+
+def weight_cl(w):
+    """(O, C, KH, KW) -> (O, KH*KW*C): the weight in the columns' (kh, kw, c) order."""
+    O = w.shape[0]
+    return get_array_module(w).ascontiguousarray(w.transpose(0, 2, 3, 1)).reshape(O, -1)
+
+
+def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
+    """y = conv(x, w) (N, O, OH, OW), no bias; see the module docstring."""
+    xp = get_array_module(x, w)
+    N = x.shape[0]
+    O, C, KH, KW = w.shape
+    OH, OW = output_size(x.shape[2:], (KH, KW), stride, padding, dilation)
+    y = xp.empty((N, O, OH, OW), dtype=x.dtype)
+    if N == 0:
+        return y
+    wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
+    r = None
+    for n0, n1, cols in _chunks(x, (KH, KW), stride, padding, dilation, O):
+        if r is None:
+            r = xp.empty((cols.shape[0], O), dtype=x.dtype)
+        rows = r[: cols.shape[0]]
+        xp.matmul(cols, wt, out=rows)
+        _to_nchw(rows, y[n0:n1])
+    return y
+
+
+def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
+    """dL/dw (O, C, KH, KW), given x (N, C, H, W) and gy (N, O, OH, OW)."""
+    xp = get_array_module(x, gy)
+    N, C = x.shape[:2]
+    O, OH, OW = gy.shape[1:]
+    KH, KW = kernel
+    P = OH * OW
+    block, _ = _plan(x.shape, kernel, O, (OH, OW), padding, x.dtype.itemsize)
+    gw = None
+    for n0, n1, cols in _chunks(x, kernel, stride, padding, dilation, O):
+        m = (n1 - n0) // block
+        # Per block: gw_cl (O, K) += gy_cl^T (O, B*P) @ cols (B*P, K), with gy_cl the
+        # channels-last gy (B*P, O) -- a transposed copy the size of gy.
+        gcl = xp.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, O, P).transpose(0, 2, 1))
+        parts = xp.matmul(gcl.reshape(m, block * P, O).transpose(0, 2, 1), cols.reshape(m, block * P, -1))
+        for part in parts:  # summed in batch order, whatever the chunk size
+            if gw is None:
+                gw = part.copy()
+            else:
+                gw += part
+    if gw is None:
+        return xp.zeros((O, C, KH, KW), dtype=x.dtype)
+    return xp.ascontiguousarray(gw.reshape(O, KH, KW, C).transpose(0, 3, 1, 2))
+
+
+def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
+    """dL/dx (N, C, H, W) given gy: at stride 1 the forward of gy with the flipped kernel."""
+    if tuple(stride) != (1, 1):
+        return conv_gemm.input_grad(gy, w, input_hw, stride, padding, dilation, groups, algorithm="gemm")
+    O, C, KH, KW = w.shape
+    H, W = input_hw
+    OH, OW = gy.shape[2:]
+    (t, _), (l, _) = padding
+    eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
+    pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
+    return forward(gy, conv_gemm.flip_weight(w, 1), (1, 1), pad, dilation, 1)
+
+
+__all__ = ["supports", "im2col", "weight_cl", "forward", "weight_grad", "input_grad"]
