@@ -189,7 +189,10 @@ WINOGRAD_MIN_CHANNELS = 1 << 30
 # Channels-last columns win where im2col's copies and a GEMM with few filters dominate: up to
 # this many input and output channels (measured 1.3-1.9x faster than 'gemm' on the CIFAR ResNet
 # layers 16/32/64 x 32/16/8 pixels, level on (8, 64, 56, 56)); 1x1 kernels keep the direct GEMM.
+# With fewer channels than NHWC_MIN_CHANNELS its copied runs (KW*C values) get shorter than
+# NCHW's (OW values): a 3-channel 32x32 image measured 4-8x slower there.
 NHWC_MAX_CHANNELS = 64
+NHWC_MIN_CHANNELS = 16
 
 
 def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
@@ -200,7 +203,10 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
     if ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS:
         return "winograd"
     pointwise = tuple(w_shape[2:]) == (1, 1)
-    if groups == 1 and not pointwise and max(x_shape[1], w_shape[0]) <= NHWC_MAX_CHANNELS:
+    # the channels its im2col copies: x's, or gy's for the input gradient
+    copied = w_shape[0] if op == "input_grad" else x_shape[1]
+    small = max(x_shape[1], w_shape[0]) <= NHWC_MAX_CHANNELS
+    if groups == 1 and not pointwise and small and copied >= NHWC_MIN_CHANNELS:
         return "gemm_nhwc"
     return "gemm"
 
