@@ -191,67 +191,150 @@ def _transformed_chunks(x, padding, out_hw, m, extra_per_image=0):
         yield n0, n1, Vc
 
 
-# ----- compiled transforms (numba, optional): one pass each, padding by bounds checks ----------
+# ----- compiled transforms (numba, optional) --------------------------------------------------
+# One parallel pass per transform over (image, channel) planes, a tile at a time in scalars: the
+# 1-D transforms below are B^T, A^T and A written out (each tile's 2-D transform is the 1-D one
+# on its columns, then on its rows), so no zero coefficient is multiplied and nothing is a
+# temporary array. Tile (n, th, tw) is column (n*TH + th)*TW + tw of the (a*a, C or O, T)
+# Winograd-domain matrices; their a*a taps lie _TAP_PAD elements further apart than C*T (or
+# O*T), because a stride that is a multiple of 4 KiB sends the a*a values of one tile to the
+# same cache set and made these passes several times slower.
+_TAP_PAD = 16
+
+
+@jit(parallel=False)
+def _bt2(d0, d1, d2, d3):
+    return d0 - d2, d1 + d2, d2 - d1, d1 - d3
+
+
+@jit(parallel=False)
+def _bt4(d0, d1, d2, d3, d4, d5):
+    return (4 * d0 - 5 * d2 + d4, (d3 + d4) - 4 * (d1 + d2), (d4 - d3) + 4 * (d1 - d2),
+            (d4 - d2) + 2 * (d3 - d1), (d4 - d2) - 2 * (d3 - d1), 4 * d1 - 5 * d3 + d5)
+
+
+@jit(parallel=False)
+def _at2(m0, m1, m2, m3):
+    return m0 + m1 + m2, m1 - m2 - m3
+
+
+@jit(parallel=False)
+def _at4(m0, m1, m2, m3, m4, m5):
+    s12, d12, s34, d34 = m1 + m2, m1 - m2, m3 + m4, m3 - m4
+    return m0 + s12 + s34, d12 + 2 * d34, s12 + 4 * s34, d12 + 8 * d34 + m5
+
+
+@jit(parallel=False)
+def _a2(g0, g1):  # A = (A^T)^T: a-vector from an m-vector
+    return g0, g0 + g1, g0 - g1, -g1
+
+
+@jit(parallel=False)
+def _a4(g0, g1, g2, g3):
+    e, o, e4, o4 = g0 + g2, g1 + g3, g0 + 4 * g2, 2 * g1 + 8 * g3
+    return g0, e + o, e - o, e4 + o4, e4 - o4, g3
+
+
+def _tap_buffer(a, rows, T, dtype):
+    """(a*a, rows, T) C-contiguous per tap, taps _TAP_PAD elements apart (see above)."""
+    buf = np.empty((a * a, rows * T + _TAP_PAD), dtype=dtype)
+    return buf[:, : rows * T].reshape(a * a, rows, T)
+
+
 @jit
-def _input_transform_nb(x, BT, t, l, TH, TW, V):
-    """V[xi, nu, c, n, th, tw] = (B^T d B)[xi, nu] of the tile of plane (n, c) at (th, tw);
-    tile pixel (i, j) is x[n, c, th*m + i - t, tw*m + j - l], zero outside x."""
+def _input_transform_nb(x, m, t, l, TH, TW, V):
+    """V[xi*a + nu, c, (n*TH + th)*TW + tw] = (B^T d B)[xi, nu] of the tile d of plane (n, c) at
+    (th, tw); tile pixel (i, j) is x[n, c, th*m + i - t, tw*m + j - l], zero outside x
+    (t, l >= 0; x ends within the m*TH + 2 rows, m*TW + 2 columns of the tiles)."""
     N, C, H, W = x.shape
-    a = BT.shape[0]
-    m = a - 2
+    a = m + 2
     for p in prange(N * C):
         n, c = p // C, p % C
-        d = np.empty((a, a), dtype=x.dtype)
-        r = np.empty((a, a), dtype=x.dtype)
+        P = np.zeros((m * TH + 2, m * TW + 2), dtype=x.dtype)  # the padded plane
+        P[t : t + H, l : l + W] = x[n, c]
+        R = np.empty((a, a))  # B^T d of one tile
         for th in range(TH):
             for tw in range(TW):
-                for i in range(a):
-                    h = th * m + i - t
-                    for j in range(a):
-                        v = tw * m + j - l
-                        d[i, j] = x[n, c, h, v] if 0 <= h < H and 0 <= v < W else 0.0
-                for xi in range(a):  # r = B^T d
-                    for j in range(a):
-                        acc = 0.0
-                        for i in range(a):
-                            acc += BT[xi, i] * d[i, j]
-                        r[xi, j] = acc
-                for xi in range(a):  # V = r B
-                    for nu in range(a):
-                        acc = 0.0
-                        for j in range(a):
-                            acc += r[xi, j] * BT[nu, j]
-                        V[xi, nu, c, n, th, tw] = acc
+                q, r0, c0 = (n * TH + th) * TW + tw, th * m, tw * m
+                if m == 2:
+                    for j in range(4):
+                        R[0, j], R[1, j], R[2, j], R[3, j] = _bt2(
+                            P[r0, c0 + j], P[r0 + 1, c0 + j], P[r0 + 2, c0 + j], P[r0 + 3, c0 + j])
+                    for xi in range(4):
+                        k = 4 * xi
+                        V[k, c, q], V[k + 1, c, q], V[k + 2, c, q], V[k + 3, c, q] = _bt2(
+                            R[xi, 0], R[xi, 1], R[xi, 2], R[xi, 3])
+                else:
+                    for j in range(6):
+                        R[0, j], R[1, j], R[2, j], R[3, j], R[4, j], R[5, j] = _bt4(
+                            P[r0, c0 + j], P[r0 + 1, c0 + j], P[r0 + 2, c0 + j],
+                            P[r0 + 3, c0 + j], P[r0 + 4, c0 + j], P[r0 + 5, c0 + j])
+                    for xi in range(6):
+                        k = 6 * xi
+                        V[k, c, q], V[k + 1, c, q], V[k + 2, c, q], V[k + 3, c, q], V[k + 4, c, q], V[k + 5, c, q] = _bt4(
+                            R[xi, 0], R[xi, 1], R[xi, 2], R[xi, 3], R[xi, 4], R[xi, 5])
 
 
 @jit
-def _output_transform_nb(M, AT, TH, TW, y):
-    """y[n, o, th*m + i, tw*m + j] = (A^T M A)[i, j] of tile (n, th, tw), M (a, a, O, N, TH, TW)."""
+def _output_transform_nb(M, m, TH, TW, y):
+    """y[n, o, th*m + i, tw*m + j] = (A^T M A)[i, j] of tile (n, th, tw), M (a*a, O, N*TH*TW);
+    the parts of the last tiles beyond OH, OW are dropped."""
     N, O, OH, OW = y.shape
-    m, a = AT.shape
+    a = m + 2
     for p in prange(N * O):
         n, o = p // O, p % O
-        q = np.empty((m, a), dtype=y.dtype)
+        Q = np.empty((m, a))  # A^T M of one tile
+        Z = np.empty((m, m))
         for th in range(TH):
             for tw in range(TW):
-                for i in range(m):  # q = A^T M
-                    for nu in range(a):
-                        acc = 0.0
-                        for xi in range(a):
-                            acc += AT[i, xi] * M[xi, nu, o, n, th, tw]
-                        q[i, nu] = acc
-                for i in range(m):
-                    h = th * m + i
-                    if h >= OH:
-                        break
-                    for j in range(m):
-                        v = tw * m + j
-                        if v >= OW:
-                            break
-                        acc = 0.0
-                        for nu in range(a):
-                            acc += q[i, nu] * AT[j, nu]
-                        y[n, o, h, v] = acc
+                q = (n * TH + th) * TW + tw
+                if m == 2:
+                    for nu in range(4):
+                        Q[0, nu], Q[1, nu] = _at2(M[nu, o, q], M[4 + nu, o, q], M[8 + nu, o, q], M[12 + nu, o, q])
+                    for i in range(2):
+                        Z[i, 0], Z[i, 1] = _at2(Q[i, 0], Q[i, 1], Q[i, 2], Q[i, 3])
+                else:
+                    for nu in range(6):
+                        Q[0, nu], Q[1, nu], Q[2, nu], Q[3, nu] = _at4(
+                            M[nu, o, q], M[6 + nu, o, q], M[12 + nu, o, q],
+                            M[18 + nu, o, q], M[24 + nu, o, q], M[30 + nu, o, q])
+                    for i in range(4):
+                        Z[i, 0], Z[i, 1], Z[i, 2], Z[i, 3] = _at4(Q[i, 0], Q[i, 1], Q[i, 2], Q[i, 3], Q[i, 4], Q[i, 5])
+                for i in range(min(m, OH - th * m)):
+                    for j in range(min(m, OW - tw * m)):
+                        y[n, o, th * m + i, tw * m + j] = Z[i, j]
+
+
+@jit
+def _grad_transform_nb(gy, m, TH, TW, dM):
+    """dM[xi*a + nu, o, (n*TH + th)*TW + tw] = (A g A^T)[xi, nu] of the m x m tile g of gy[n, o]
+    at (th, tw), zero beyond the last output row/column. dM: (a*a, O, N*TH*TW)."""
+    N, O, OH, OW = gy.shape
+    a = m + 2
+    for p in prange(N * O):
+        n, o = p // O, p % O
+        g = np.empty((m, m))
+        S = np.empty((a, m))  # A g of one tile
+        for th in range(TH):
+            for tw in range(TW):
+                q = (n * TH + th) * TW + tw
+                g[:, :] = 0
+                for i in range(min(m, OH - th * m)):
+                    for j in range(min(m, OW - tw * m)):
+                        g[i, j] = gy[n, o, th * m + i, tw * m + j]
+                if m == 2:
+                    for j in range(2):
+                        S[0, j], S[1, j], S[2, j], S[3, j] = _a2(g[0, j], g[1, j])
+                    for xi in range(4):
+                        k = 4 * xi
+                        dM[k, o, q], dM[k + 1, o, q], dM[k + 2, o, q], dM[k + 3, o, q] = _a2(S[xi, 0], S[xi, 1])
+                else:
+                    for j in range(4):
+                        S[0, j], S[1, j], S[2, j], S[3, j], S[4, j], S[5, j] = _a4(g[0, j], g[1, j], g[2, j], g[3, j])
+                    for xi in range(6):
+                        k = 6 * xi
+                        dM[k, o, q], dM[k + 1, o, q], dM[k + 2, o, q], dM[k + 3, o, q], dM[k + 4, o, q], dM[k + 5, o, q] = _a4(
+                            S[xi, 0], S[xi, 1], S[xi, 2], S[xi, 3])
 
 
 def forward(x, w, padding=((0, 0), (0, 0)), m=2):
@@ -300,28 +383,55 @@ def forward(x, w, padding=((0, 0), (0, 0)), m=2):
     return y
 
 
+def _compiled_chunks(x, padding, out_hw, m, chunk):
+    """Yield (n0, n1, V) over the batch in chunks of ``chunk`` images: V (a*a, C, T), the
+    transformed tiles of images n0..n1 (T = nb*TH*TW), contiguous, in one reused buffer."""
+    N, C = x.shape[:2]
+    a = m + 2
+    TH, TW = _tiles(out_hw, m)
+    x, ((t, _), (l, _)) = _padded_input(x, padding, out_hw, m)  # crops only; pads by bounds
+    V = _tap_buffer(a, C, chunk * TH * TW, x.dtype)
+    for n0 in range(0, N, chunk):
+        n1 = min(N, n0 + chunk)
+        Vc = V[..., : (n1 - n0) * TH * TW]
+        _input_transform_nb(x[n0:n1], m, t, l, TH, TW, Vc)
+        yield n0, n1, Vc
+
+
 def _forward_compiled(x, w, padding, m, y):
     """forward with the numba transforms: the same GEMMs, each transform one parallel pass."""
     N, C = x.shape[:2]
     O, OH, OW = y.shape[1:]
-    BT, _, AT = matrices(m, x.dtype)
     a = m + 2
     TH, TW = _tiles((OH, OW), m)
-    x, ((t, _), (l, _)) = _padded_input(x, padding, (OH, OW), m)  # crops only; pads by bounds
     chunk = _chunk(N, a * a * (C + O) * TH * TW, x.dtype.itemsize)
     U = filter_transform(w, m)
-    V = np.empty((a, a, C, chunk, TH, TW), dtype=x.dtype)
-    M = np.empty((a * a, O, chunk * TH * TW), dtype=x.dtype)
-    for n0 in range(0, N, chunk):
-        n1 = min(N, n0 + chunk)
-        nb = n1 - n0
-        T = nb * TH * TW
-        Vc = V[:, :, :, :nb] if nb < chunk else V
-        _input_transform_nb(x[n0:n1], BT, t, l, TH, TW, Vc)
-        Mc = M[..., :T]
-        np.matmul(U, Vc.reshape(a * a, C, T), out=Mc)
-        _output_transform_nb(Mc.reshape(a, a, O, nb, TH, TW), AT, TH, TW, y[n0:n1])
+    M = _tap_buffer(a, O, chunk * TH * TW, x.dtype)
+    for n0, n1, V in _compiled_chunks(x, padding, (OH, OW), m, chunk):
+        Mc = M[..., : V.shape[2]]
+        np.matmul(U, V, out=Mc)  # the GEMMs: (O, C) @ (C, T) per tap
+        _output_transform_nb(Mc, m, TH, TW, y[n0:n1])
     return y
+
+
+def _weight_grad_compiled(x, gy, padding, m):
+    """dU = sum over chunks of dM @ V^T per tap, both transforms compiled; (a*a, O, C)."""
+    N, C = x.shape[:2]
+    O, OH, OW = gy.shape[1:]
+    a = m + 2
+    TH, TW = _tiles((OH, OW), m)
+    chunk = _chunk(N, a * a * (C + O) * TH * TW, x.dtype.itemsize)
+    dM = _tap_buffer(a, O, chunk * TH * TW, x.dtype)
+    dU = None
+    for n0, n1, V in _compiled_chunks(x, padding, (OH, OW), m, chunk):
+        dMc = dM[..., : V.shape[2]]
+        _grad_transform_nb(gy[n0:n1], m, TH, TW, dMc)
+        part = np.matmul(dMc, V.transpose(0, 2, 1))  # (O, T) @ (T, C) per tap
+        if dU is None:
+            dU = part
+        else:
+            dU += part
+    return dU
 
 
 def input_grad(gy, w, input_hw, padding=((0, 0), (0, 0)), m=2):
@@ -343,6 +453,8 @@ def weight_grad(x, gy, padding=((0, 0), (0, 0)), m=2):
         return xp.zeros((O, C, 3, 3), dtype=x.dtype)
     _, G, AT = matrices(m, x.dtype)
     a = m + 2
+    if enabled() and usable(x, gy) and x.dtype == gy.dtype:
+        return _gw_from_dU(xp, _weight_grad_compiled(x, gy, padding, m), G, a, O, C)
     TH, TW = _tiles((OH, OW), m)
     gyp = dM = S = None
     dU = None
@@ -368,6 +480,11 @@ def weight_grad(x, gy, padding=((0, 0), (0, 0)), m=2):
             dU = part
         else:
             dU += part
+    return _gw_from_dU(xp, dU, G, a, O, C)
+
+
+def _gw_from_dU(xp, dU, G, a, O, C):
+    """gw (O, C, 3, 3) = G^T dU G per (o, c), from dU (a*a, O, C)."""
     dU = dU.reshape(a, a, O, C)
     G = xp.asarray(G)
     # gw[o, c, k, l] = sum_{xi, nu} G[xi, k] dU[xi, nu, o, c] G[nu, l]
