@@ -193,3 +193,123 @@ def test_rejects_non_depthwise_weight():
     with pytest.raises(ValueError, match=r"depthwise: weight must be \(C\*M, 1, KH, KW\).*C=3.*\(4, 1, 3, 3\)"):
         D.depthwise_forward(x, np.zeros((4, 1, 3, 3)))
     assert D.is_depthwise((1, 3, 5, 5), (6, 1, 3, 3), 3) and not D.is_depthwise((1, 3, 5, 5), (6, 3, 3, 3), 1)
+
+
+# ----- the compiled path on random configurations, and its accuracy -----------------------------
+@pytest.mark.skipif(numba_module() is None, reason="numba is not installed")
+@settings(max_examples=40)
+@given(cfg=configs(), dtype=st.sampled_from([np.float32, np.float64]))
+def test_numba_equals_numpy_random(cfg, dtype):
+    """Forward bitwise (same additions, same order); gradients to rounding (the input gradient
+    bitwise when M == 1), over strides, dilations, multipliers and asymmetric padding."""
+    xs, M, k, stride, padding, dilation, contiguous, seed = cfg
+    x, w, *_ = make((xs, M, k, stride, padding, dilation), dtype, seed)
+    if not contiguous:
+        x = np.repeat(x, 2, axis=2)[:, :, ::2]
+    ys = [run(p, D.depthwise_forward, x, w, stride, padding, dilation) for p in ("numpy", "numba")]
+    np.testing.assert_array_equal(ys[0], ys[1])
+    gy = np.random.default_rng(seed + 2).standard_normal(ys[0].shape).astype(dtype)
+    geom = (stride, padding, dilation)
+    (gx0, gw0), (gx1, gw1) = (run(p, D.depthwise_backward, x, gy, w, *geom) for p in ("numpy", "numba"))
+    eps = np.finfo(dtype).eps
+    if M == 1:
+        np.testing.assert_array_equal(gx1, gx0)
+    np.testing.assert_allclose(gx1, gx0, rtol=8 * eps, atol=8 * eps * max(1.0, np.abs(gx0).max()))
+    np.testing.assert_allclose(gw1, gw0, rtol=64 * eps, atol=64 * eps * max(1.0, np.abs(gw0).max()))
+    # each gradient alone equals its part of the fused pass
+    np.testing.assert_array_equal(run("numba", D.depthwise_input_grad, gy, w, x.shape, stride, padding, dilation), gx1)
+    np.testing.assert_array_equal(run("numba", D.depthwise_weight_grad, x, gy, w.shape, stride, padding, dilation), gw1)
+
+
+@pytest.mark.skipif(numba_module() is None, reason="numba is not installed")
+def test_numba_weight_grad_accuracy_float32():
+    """Sums of ~6000 float32 products per weight: the error, relative to the sum of |terms|,
+    stays far below float32's eps (blocked partial sums, not one long running sum)."""
+    x, w, stride, padding, dilation = make(((6, 3, 33, 31), 2, (3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1)), np.float32, 5)
+    gy = np.random.default_rng(6).standard_normal((6, 6, 33, 31)).astype(np.float32)
+    exact = _weight_grad_f64(x, gy, w.shape, stride, padding, dilation)
+    gw = run("numba", D.depthwise_weight_grad, x, gy, w.shape, stride, padding, dilation)
+    scale = _weight_grad_f64(np.abs(x), np.abs(gy), w.shape, stride, padding, dilation)  # sum of |terms|
+    assert np.max(np.abs(gw - exact) / scale) < 3e-8  # NumPy's float32 path: 1.4e-7 here
+
+
+def _weight_grad_f64(x, gy, w_shape, stride, padding, dilation):
+    return D._weight_grad_numpy(x.astype(np.float64), gy.astype(np.float64), w_shape, stride, padding, dilation)
+
+
+# ----- conv2d's backward: the fused depthwise pass wired into autograd ---------------------------
+def _conv2d_grads(x, w, b, gy, **args):
+    import atrous
+    import atrous.functional as F
+
+    X, W, B = (atrous.Tensor(a, requires_grad=True) for a in (x, w, b))
+    F.conv2d(X, W, B, **args).backward(gy)
+    return X.grad, W.grad, B.grad
+
+
+@pytest.mark.parametrize("path", PATHS)
+@settings(max_examples=25)
+@given(data=st.data())
+def test_conv2d_gradients_against_torch(torch, path, data):
+    """conv2d gradients through autograd equal PyTorch's, depthwise (fused backward) or not."""
+    C = data.draw(st.integers(1, 4))
+    groups = data.draw(st.sampled_from([1, C]))
+    M = data.draw(st.integers(1, 3))
+    O = C * M if groups == C else data.draw(st.integers(1, 4))
+    k = (data.draw(st.integers(1, 3)), data.draw(st.integers(1, 3)))
+    stride = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    dilation = (data.draw(st.integers(1, 2)), data.draw(st.integers(1, 2)))
+    padding = (data.draw(st.integers(0, 2)), data.draw(st.integers(0, 2)))
+    H = W = max(d * (kk - 1) + 1 for d, kk in zip(dilation, k)) + data.draw(st.integers(0, 5))
+    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
+    x = rng.standard_normal((data.draw(st.integers(2, 3)), C, H, W)).astype(np.float32)
+    w = rng.standard_normal((O, C // groups) + k).astype(np.float32)
+    b = rng.standard_normal(O).astype(np.float32)
+    args = dict(stride=stride, padding=padding, dilation=dilation, groups=groups)
+    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b))
+    ty = torch.nn.functional.conv2d(tx, tw, tb, **args)
+    gy = rng.standard_normal(tuple(ty.shape)).astype(np.float32)
+    ty.backward(torch.from_numpy(gy))
+    with use_numba_disabled(path == "numpy"):
+        grads = _conv2d_grads(x, w, b, gy, **args)
+    for got, want in zip(grads, (tx.grad, tw.grad, tb.grad)):
+        want = want.numpy()
+        np.testing.assert_allclose(got, want, rtol=1e-4, atol=1e-5 * max(1.0, np.abs(want).max()))
+
+
+def test_conv2d_backward_runs_the_fused_depthwise_pass(monkeypatch):
+    """Both gradients of a depthwise conv2d come from one depthwise_backward call; a
+    non-depthwise conv, one gradient alone, or a forced 'gemm' take the separate ops."""
+    from atrous.kernels import algorithms
+
+    calls = []
+    fused = D.depthwise_backward
+    monkeypatch.setattr(D, "depthwise_backward", lambda *a, **k: calls.append("fused") or fused(*a, **k))
+    for op in ("depthwise_input_grad", "depthwise_weight_grad"):
+        real = getattr(D, op)
+        monkeypatch.setattr(D, op, lambda *a, _r=real, _op=op, **k: calls.append(_op) or _r(*a, **k))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    gy = rng.standard_normal((2, 6, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    geom = ((1, 1), ((1, 1), (1, 1)), (1, 1), 3)
+    gx, gw = algorithms.run_backward(x, gy, w, *geom, True, True)
+    assert calls == ["fused"]
+    ref = D.depthwise_backward(x, gy, w, *geom[:3])
+    np.testing.assert_array_equal(gx, ref[0])
+    np.testing.assert_array_equal(gw, ref[1])
+    calls.clear()
+    gx, gw = algorithms.run_backward(x, gy, w, *geom, False, True)
+    assert gx is None and calls == ["depthwise_weight_grad"]
+    calls.clear()
+    with algorithms.use_algorithm("gemm"):
+        gx2, gw2 = algorithms.run_backward(x, gy, w, *geom, True, True)
+    assert calls == []
+    np.testing.assert_allclose(gx2, ref[0], rtol=1e-5, atol=1e-5)
+    np.testing.assert_allclose(gw2, ref[1], rtol=1e-5, atol=1e-4)
+    w1 = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)  # groups=1: not depthwise
+    gx, gw = algorithms.run_backward(x, gy[:, :4], w1, (1, 1), ((1, 1), (1, 1)), (1, 1), 1, True, True)
+    assert calls == [] and gx.shape == x.shape and gw.shape == w1.shape
+    # and conv2d's autograd goes through it
+    _conv2d_grads(x, w, rng.standard_normal(6).astype(np.float32), gy, padding=1, groups=3)
+    assert calls == ["fused"]

@@ -118,10 +118,10 @@ class Conv2d(Function):
         return y
 
     def backward(self, g):
-        stride, padding, dilation, groups = self.args
+        from ..kernels import algorithms  # the dispatcher; a depthwise conv gets both grads in one pass
+
         need = self.needs_input_grad
-        gx = conv_gemm.input_grad(g, self.w, self.hw, *self.args) if need[0] else None
-        gw = conv_gemm.weight_grad(self.x, g, self.w.shape[2:], *self.args) if need[1] else None
+        gx, gw = algorithms.run_backward(self.x, g, self.w, *self.args, need[0], need[1])
         gb = _bias_grad(g) if need[2] else None
         return gx, gw, gb
 

@@ -26,11 +26,13 @@ Two implementations give the same numbers:
   ``gy * x_tap`` over (n, oh, ow).
 * numba (``atrous[fast]``): NCHW, one (n, c) image plane at a time on each core. The plane
   is copied into a small zero-padded buffer (split into stride phases) that stays in cache,
-  where every tap is one unit-stride multiply-add over the whole plane (see the comment above
-  ``_forward_nb``). The backward computes both gradients in one pass over gy and x
-  (``depthwise_backward``). The forward adds the taps of each output in the same order as
+  where every tap is one unit-stride multiply-add over the whole plane, three taps per pass
+  (see the comment above ``_copy``). The backward computes both gradients in one pass over gy
+  and x (``depthwise_backward``; conv2d's backward calls it through
+  ``algorithms.run_backward``). The forward adds the taps of each output in the same order as
   NumPy (kh, then kw, from 0), so the two forwards agree bitwise; so do the input gradients
-  when M == 1; the weight gradients agree to float32 rounding (their sums run in another order).
+  when M == 1. The weight gradients agree to float32 rounding: each is a blocked float32 sum
+  per image, added over images in float64 -- more accurate than NumPy's sums.
 """
 from __future__ import annotations
 
@@ -41,7 +43,6 @@ from ._numba import enabled, get_threads, jit, prange, usable
 from .im2col import output_size
 
 _ZERO = ((0, 0), (0, 0))
-LANES = 512  # partial sums per tap in the compiled weight gradient
 
 
 def _geometry(x_shape, w_shape, stride, padding, dilation):
@@ -130,119 +131,188 @@ def _weight_grad_numpy(x, gy, w_shape, stride, padding, dilation):
 
 
 # ----- numba --------------------------------------------------------------------------------
-# One long loop per tap. An (n, c) plane is copied into a zero-padded buffer split into
-# SH*SW phases (phase (ph, pw) holds padded pixels (ph + SH*i, pw + SW*j)), each stored flat
-# with row pitch Wq = ceil(Wp / SW) plus a little slack at the end. Tap (kh, kw) of output
-# (oh, ow) reads padded pixel (oh*SH + kh*DH, ow*SW + kw*DW), which is phase
+# Flat grids. An (n, c) plane is copied into a zero-padded buffer split into SH*SW phases
+# (phase (ph, pw) holds padded pixels (ph + SH*i, pw + SW*j)), each stored flat with row pitch
+# Wq = ceil(Wp / SW); with stride 1 there is one phase, the padded plane itself. Tap (kh, kw) of
+# output (oh, ow) reads padded pixel (oh*SH + kh*DH, ow*SW + kw*DW), which is phase
 # ((kh*DH) % SH, (kw*DW) % SW) at flat index oh*Wq + ow + (kh*DH // SH)*Wq + kw*DW // SW: a
-# constant shift of the output's own flat index on an (OH, Wq) grid. So a tap is a single
-# unit-stride multiply-add over OH*Wq elements, at any stride (the Wq - OW extra columns per
-# row are computed and thrown away). A plane's buffers stay in L1/L2. The taps of each
-# output are added in the same order as the NumPy path, from zero.
+# constant shift of the output's own index j = oh*Wq + ow on an (OH, Wq) grid. So every tap is
+# one unit-stride loop over the whole grid, at any stride (the Wq - OW extra columns per row are
+# computed and thrown away) -- a loop long enough for LLVM's vector body (16 float32 lanes,
+# unrolled 4 times), which a single output row of 56 pixels is not. A plane's buffers stay in L1.
+# Indices inside the hot loops run from 0 over views: an index like ``s + j`` with a run-time
+# ``s`` makes numba test it for wraparound on every element, which stops the vectoriser.
+#
+# Forward: the taps of each output go three at a time (``_fma3``: one load and store of the
+# accumulator per three taps), added left to right in NumPy's order (kh, then kw, from 0), so
+# the sums round exactly as the NumPy path's. Input gradient: the same taps run backwards,
+# each adding w * gy into the shifted view of a padded-gradient buffer (NumPy's order again).
+# Weight gradient: per image and tap, one dot product of gy with the tap's view of x (``_dot``,
+# a blocked float32 sum in vector registers), added up over images in float64.
 
 
-@jit(parallel=False)
+@jit(parallel=False, inline="always")
+def _copy(dst, src):
+    """dst[:] = src over two 1-D views of equal length (a loop LLVM vectorises)."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j]
+
+
+@jit(parallel=False, inline="always")
 def _axpy(y, a, x):
-    """y += a * x over two 1-D views of equal length (unit-stride views starting at 0 are
-    what lets the compiler emit SIMD code for it)."""
+    """y += a * x over two 1-D views of equal length."""
     for j in range(y.shape[0]):
         y[j] += a * x[j]
 
 
-@jit(parallel=False)
-def _mul_acc(acc, a, b):
-    """acc += a * b elementwise over three 1-D views of equal length."""
-    for j in range(acc.shape[0]):
-        acc[j] += a[j] * b[j]
+@jit(parallel=False, inline="always")
+def _fma2(y, a0, x0, a1, x1):
+    """y = (y + a0*x0) + a1*x1 elementwise: two taps, one pass."""
+    for j in range(y.shape[0]):
+        y[j] = (y[j] + a0 * x0[j]) + a1 * x1[j]
 
 
-@jit(parallel=False)
+@jit(parallel=False, inline="always")
+def _fma3(y, a0, x0, a1, x1, a2, x2):
+    """y = ((y + a0*x0) + a1*x1) + a2*x2 elementwise: three taps, one pass."""
+    for j in range(y.shape[0]):
+        y[j] = ((y[j] + a0 * x0[j]) + a1 * x1[j]) + a2 * x2[j]
+
+
+@jit(parallel=False, fastmath={"reassoc"})
+def _dot(a, b):
+    """sum(a * b) over two 1-D views of equal length, in a's dtype. Allowing reassociation
+    lets LLVM keep 64 partial sums in vector registers (a blocked sum: fast, and more
+    accurate than one running sum); this flag is set for this loop alone."""
+    s = a.dtype.type(0)
+    for j in range(a.shape[0]):
+        s += a[j] * b[j]
+    return s
+
+
+@jit(parallel=False, inline="always")
+def _tap_at(k, KW, SH, SW, DH, DW, Wq):
+    """(phase, shift) of tap k = kh*KW + kw on the flat grid (see above)."""
+    kh, kw = k // KW, k % KW
+    return ((kh * DH) % SH) * SW + (kw * DW) % SW, ((kh * DH) // SH) * Wq + (kw * DW) // SW
+
+
+@jit(parallel=False, inline="always")
+def _forward_taps(acc, wo, buf, KW, SH, SW, DH, DW, Wq):
+    """acc += sum over taps k of wo[k] * (tap k's shifted view of buf), k ascending."""
+    L, K = acc.shape[0], wo.shape[0]
+    for k in range(0, K - K % 3, 3):
+        p0, s0 = _tap_at(k, KW, SH, SW, DH, DW, Wq)
+        p1, s1 = _tap_at(k + 1, KW, SH, SW, DH, DW, Wq)
+        p2, s2 = _tap_at(k + 2, KW, SH, SW, DH, DW, Wq)
+        _fma3(acc, wo[k], buf[p0, s0 : s0 + L], wo[k + 1], buf[p1, s1 : s1 + L], wo[k + 2], buf[p2, s2 : s2 + L])
+    k = K - K % 3
+    if K % 3 == 2:
+        p0, s0 = _tap_at(k, KW, SH, SW, DH, DW, Wq)
+        p1, s1 = _tap_at(k + 1, KW, SH, SW, DH, DW, Wq)
+        _fma2(acc, wo[k], buf[p0, s0 : s0 + L], wo[k + 1], buf[p1, s1 : s1 + L])
+    elif K % 3 == 1:
+        p0, s0 = _tap_at(k, KW, SH, SW, DH, DW, Wq)
+        _axpy(acc, wo[k], buf[p0, s0 : s0 + L])
+
+
+@jit(parallel=False, inline="always")
+def _weight_taps(gw, g, buf, KW, SH, SW, DH, DW, Wq):
+    """gw[k] += sum(g * (tap k's shifted view of buf)) for every tap k, added in float64."""
+    L = g.shape[0]
+    for k in range(gw.shape[0]):
+        p, s = _tap_at(k, KW, SH, SW, DH, DW, Wq)
+        gw[k] += _dot(g, buf[p, s : s + L])
+
+
+@jit(parallel=False, inline="always")
 def _split_phases(src, buf, t, l, SH, SW, Hp, Wp, Wq):
     """Copy plane src (H, W) into the zeroed phase buffer: src pixel (i, j) is padded pixel
     (i + t, j + l); pixels that a negative padding crops are left out."""
     H, W = src.shape
-    j0, j1 = max(0, -l), min(W, Wp - l)
-    for i in range(max(0, -t), min(H, Hp - t)):
+    i0, i1, j0, j1 = max(0, -t), min(H, Hp - t), max(0, -l), min(W, Wp - l)
+    if SH == 1 and SW == 1:  # one phase: unit-stride copies of the rows (no divisions)
+        row = buf[0]
+        for i in range(i0, i1):
+            q = (i + t) * Wq + l
+            _copy(row[q + j0 : q + j1], src[i, j0:j1])
+        return
+    for i in range(i0, i1):
         r = i + t
-        for pw in range(SW):
-            js = j0 + (pw - (j0 + l)) % SW  # first kept column in this column phase
-            if js >= j1:
-                continue
-            n = (j1 - js - 1) // SW + 1
-            q = (r // SH) * Wq + (js + l) // SW
-            if SW == 1:  # a unit-stride slice copies as one block
-                buf[r % SH, q : q + n] = src[i, js : js + n]
-            else:
-                buf[(r % SH) * SW + pw, q : q + n] = src[i, js : js + (n - 1) * SW + 1 : SW]
+        ph, q = (r % SH) * SW, (r // SH) * Wq
+        for j in range(j0, j1):
+            buf[ph + (j + l) % SW, q + (j + l) // SW] = src[i, j]
 
 
-@jit(parallel=False)
+@jit(parallel=False, inline="always")
 def _merge_phases(buf, dst, t, l, SH, SW, Hp, Wp, Wq):
     """Inverse of _split_phases: dst (H, W) from the phase buffer; cropped pixels get 0."""
     H, W = dst.shape
-    dst[:] = 0
-    j0, j1 = max(0, -l), min(W, Wp - l)
-    for i in range(max(0, -t), min(H, Hp - t)):
+    i0, i1, j0, j1 = max(0, -t), min(H, Hp - t), max(0, -l), min(W, Wp - l)
+    if i0 > 0 or i1 < H or j0 > 0 or j1 < W:
+        dst[:] = 0
+    if SH == 1 and SW == 1:
+        row = buf[0]
+        for i in range(i0, i1):
+            q = (i + t) * Wq + l
+            _copy(dst[i, j0:j1], row[q + j0 : q + j1])
+        return
+    for i in range(i0, i1):
         r = i + t
-        for pw in range(SW):
-            js = j0 + (pw - (j0 + l)) % SW
-            if js >= j1:
-                continue
-            n = (j1 - js - 1) // SW + 1
-            q = (r // SH) * Wq + (js + l) // SW
-            if SW == 1:
-                dst[i, js : js + n] = buf[r % SH, q : q + n]
-            else:
-                dst[i, js : js + (n - 1) * SW + 1 : SW] = buf[(r % SH) * SW + pw, q : q + n]
+        ph, q = (r % SH) * SW, (r // SH) * Wq
+        for j in range(j0, j1):
+            dst[i, j] = buf[ph + (j + l) % SW, q + (j + l) // SW]
 
 
-@jit
-def _forward_nb(x, w, y, SH, SW, t, l, DH, DW, Hp, Wp, chunks):
-    N, C, H, W = x.shape
-    O, KH, KW = w.shape
+@jit(parallel=False)
+def _forward_planes(x, w, y, job0, job1, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size):
+    """Planes job0 <= n*C + c < job1 of the forward, with buffers of their own (made once; the
+    padding in them stays zero from plane to plane)."""
+    C = x.shape[1]
     OH, OW = y.shape[2], y.shape[3]
-    M = O // C
-    Hq, Wq = -(-Hp // SH), -(-Wp // SW)
-    L, size = OH * Wq, Hq * Wq + ((KW - 1) * DW) // SW
-    for chunk in prange(chunks):  # (n, c) planes in ``chunks`` runs; buffers made once per run
-        xb = np.zeros((SH * SW, size), dtype=x.dtype)  # its padding stays zero from plane to plane
-        acc = np.empty(L, dtype=y.dtype)
-        for job in range(chunk * N * C // chunks, (chunk + 1) * N * C // chunks):
-            n, c = job // C, job % C
-            _split_phases(x[n, c], xb, t, l, SH, SW, Hp, Wp, Wq)
-            for m in range(M):
-                o = c * M + m
-                acc[:] = 0
-                for kh in range(KH):
-                    for kw in range(KW):
-                        p = ((kh * DH) % SH) * SW + (kw * DW) % SW
-                        s = ((kh * DH) // SH) * Wq + (kw * DW) // SW
-                        _axpy(acc, w[o, kh, kw], xb[p, s : s + L])
-                for oh in range(OH):
-                    for ow in range(OW):
-                        y[n, o, oh, ow] = acc[oh * Wq + ow]
+    M = w.shape[0] // C
+    L = OH * Wq
+    xb = np.zeros((SH * SW, size), dtype=x.dtype)
+    acc = np.empty(L, dtype=y.dtype)
+    for job in range(job0, job1):
+        n, c = job // C, job % C
+        _split_phases(x[n, c], xb, t, l, SH, SW, Hp, Wp, Wq)
+        for m in range(M):
+            o = c * M + m
+            acc[:] = 0
+            _forward_taps(acc, w[o], xb, KW, SH, SW, DH, DW, Wq)
+            for oh in range(OH):
+                _copy(y[n, o, oh], acc[oh * Wq : oh * Wq + OW])
 
 
 @jit
-def _backward_nb(x, gy, w, gx, gw, need_gx, need_gw, SH, SW, t, l, DH, DW, Hp, Wp):
-    """Both gradients in one pass over gy (and x): one task per input channel c. An array
-    that is not needed is passed empty (gx keeps its channel count), so shapes come from gy.
-    The input gradient is the forward's taps run backwards: each adds w * gy into the shifted
-    phase view of a padded-gradient buffer (the scatter is race-free: a task owns its planes)."""
+def _forward_nb(x, w, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks):
+    """y (N, C*M, OH, OW) of x (N, C, H, W) by w (C*M, KH*KW): the (n, c) planes in
+    ``chunks`` runs. (The work is a separate function: inside a parallel loop's body numba's
+    code came out measurably slower.)"""
+    jobs = x.shape[0] * x.shape[1]
+    for chunk in prange(chunks):
+        _forward_planes(x, w, y, chunk * jobs // chunks, (chunk + 1) * jobs // chunks,
+                        KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size)
+
+
+@jit
+def _backward_nb(x, gy, w, gx, part, need_gx, need_gw, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, NB):
+    """Both gradients in one pass over gy (and x). Task (c, b) owns input channel c and the
+    b-th of NB runs of images, so its gx planes are its own (the scatter is race-free) and its
+    float64 weight-gradient sums are ``part[task]`` (M, KH*KW), added up by the caller. An array
+    that is not needed is passed empty (gx keeps its channel count), so shapes come from gy."""
     N, C = gy.shape[0], gx.shape[1]
-    O, KH, KW = w.shape
+    O, K = w.shape
     OH, OW = gy.shape[2], gy.shape[3]
     M = O // C
-    Hq, Wq = -(-Hp // SH), -(-Wp // SW)
-    L, size = OH * Wq, Hq * Wq + ((KW - 1) * DW) // SW
-    for c in prange(C):
+    L = OH * Wq
+    for task in prange(C * NB):
+        c, b = task // NB, task % NB
         xb = np.zeros((SH * SW, size), dtype=gy.dtype)  # phases of the padded x plane
         gb = np.zeros((SH * SW, size), dtype=gy.dtype)  # phases of the padded gradient
         ge = np.zeros(L, dtype=gy.dtype)  # gy on the (OH, Wq) grid, zero in the extra columns
-        # Weight gradient: elementwise running sums per (m, tap, lane) -- SIMD without
-        # reassociating a scalar sum, small enough for L1 -- added up in float64 at the end.
-        acc = np.zeros((M if need_gw else 0, KH * KW, LANES), dtype=gy.dtype)
-        for n in range(N):
+        for n in range(b * N // NB, (b + 1) * N // NB):
             if need_gw:
                 _split_phases(x[n, c], xb, t, l, SH, SW, Hp, Wp, Wq)
             if need_gx:
@@ -250,30 +320,15 @@ def _backward_nb(x, gy, w, gx, gw, need_gx, need_gw, SH, SW, t, l, DH, DW, Hp, W
             for m in range(M):
                 o = c * M + m
                 for oh in range(OH):
-                    ge[oh * Wq : oh * Wq + OW] = gy[n, o, oh]
+                    _copy(ge[oh * Wq : oh * Wq + OW], gy[n, o, oh])
                 if need_gx:
-                    for kh in range(KH):
-                        for kw in range(KW):
-                            p = ((kh * DH) % SH) * SW + (kw * DW) % SW
-                            s = ((kh * DH) // SH) * Wq + (kw * DW) // SW
-                            _axpy(gb[p, s : s + L], w[o, kh, kw], ge)
-                if need_gw:  # chunk by chunk, so a chunk of gy is reused from L1 by every tap
-                    for j0 in range(0, L, LANES):
-                        j1 = min(L, j0 + LANES)
-                        for kh in range(KH):
-                            for kw in range(KW):
-                                p = ((kh * DH) % SH) * SW + (kw * DW) % SW
-                                s = ((kh * DH) // SH) * Wq + (kw * DW) // SW + j0
-                                _mul_acc(acc[m, kh * KW + kw, : j1 - j0], ge[j0:j1], xb[p, s : s + j1 - j0])
+                    for k in range(K):
+                        p, s = _tap_at(k, KW, SH, SW, DH, DW, Wq)
+                        _axpy(gb[p, s : s + L], w[o, k], ge[:L])
+                if need_gw:
+                    _weight_taps(part[task, m], ge, xb, KW, SH, SW, DH, DW, Wq)
             if need_gx:
                 _merge_phases(gb, gx[n, c], t, l, SH, SW, Hp, Wp, Wq)
-        if need_gw:
-            for m in range(M):
-                for k in range(KH * KW):
-                    total = 0.0
-                    for j in range(LANES):
-                        total += acc[m, k, j]
-                    gw[c * M + m, k // KW, k % KW] = total
 
 
 def _use_numba(a, b):
@@ -281,30 +336,49 @@ def _use_numba(a, b):
     return enabled() and usable(a, b) and a.dtype == b.dtype
 
 
-def _chunks(jobs):
-    """Runs of work for the parallel loop: a few per thread (load balance), each with its own
-    buffers (allocated once per run rather than once per plane)."""
-    return max(1, min(jobs, 4 * (get_threads() or 1)))
+def _grid(x_shape, w_shape, stride, padding, dilation):
+    """(Hp, Wp, Wq, size): padded size, grid pitch, and the length of one phase buffer (every
+    tap's view of OH*Wq elements fits in it)."""
+    N, C, H, W, M, KH, KW, OH, OW = _geometry(x_shape, w_shape, stride, padding, dilation)
+    (SH, SW), ((t, b), (l, r)), (DH, DW) = stride, padding, dilation
+    Hp, Wp = H + t + b, W + l + r
+    Hq, Wq = -(-Hp // SH), -(-Wp // SW)
+    size = max(Hq * Wq, ((KH - 1) * DH // SH) * Wq + (KW - 1) * DW // SW + OH * Wq)
+    return Hp, Wp, Wq, size
+
+
+def _threads():
+    return get_threads() or 1
 
 
 def _forward_nb_call(x, w, y, stride, padding, dilation):
-    (SH, SW), ((t, b), (l, r)), (DH, DW) = stride, padding, dilation
-    x, w = np.ascontiguousarray(x), np.ascontiguousarray(w.reshape(w.shape[0], *w.shape[2:]))
-    chunks = _chunks(x.shape[0] * x.shape[1])
-    _forward_nb.compiled(x, w, y, SH, SW, t, l, DH, DW, x.shape[2] + t + b, x.shape[3] + l + r, chunks)
+    (SH, SW), ((t, _), (l, _)), (DH, DW) = stride, padding, dilation
+    Hp, Wp, Wq, size = _grid(x.shape, w.shape, stride, padding, dilation)
+    O, _, KH, KW = w.shape
+    x, w2 = np.ascontiguousarray(x), np.ascontiguousarray(w.reshape(O, KH * KW))
+    # A few runs per thread (load balance), each allocating its buffers once.
+    chunks = max(1, min(x.shape[0] * x.shape[1], 4 * _threads()))
+    _forward_nb.compiled(x, w2, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks)
     return y
 
 
 def _backward_nb_call(x, gy, w, x_shape, stride, padding, dilation, need_gx, need_gw):
-    (SH, SW), ((t, b), (l, r)), (DH, DW) = stride, padding, dilation
+    (SH, SW), ((t, _), (l, _)), (DH, DW) = stride, padding, dilation
     N, C, H, W = x_shape
     O, _, KH, KW = w.shape
-    gy, w3 = np.ascontiguousarray(gy), np.ascontiguousarray(w.reshape(O, KH, KW))
+    Hp, Wp, Wq, size = _grid(x_shape, w.shape, stride, padding, dilation)
+    gy, w2 = np.ascontiguousarray(gy), np.ascontiguousarray(w.reshape(O, KH * KW))
     x = np.ascontiguousarray(x) if need_gw else np.empty((0, 0, 0, 0), gy.dtype)
     gx = np.empty(x_shape, dtype=gy.dtype) if need_gx else np.empty((0, C, 0, 0), gy.dtype)
-    gw = np.empty((O, KH, KW), dtype=gy.dtype)
-    _backward_nb.compiled(x, gy, w3, gx, gw, need_gx, need_gw, SH, SW, t, l, DH, DW, H + t + b, W + l + r)
-    return (gx if need_gx else None), (gw.reshape(O, 1, KH, KW) if need_gw else None)
+    # Runs of images per channel: enough tasks for every thread even when C is small. Each task
+    # keeps its own weight-gradient lanes; without a weight gradient, one task per plane.
+    NB = min(N, -(-4 * _threads() // C)) if need_gw else N
+    part = np.zeros((C * NB, O // C, KH * KW) if need_gw else (0, 0, 0), np.float64)
+    _backward_nb.compiled(x, gy, w2, gx, part, need_gx, need_gw, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, NB)
+    gw = None
+    if need_gw:
+        gw = part.reshape(C, NB, O // C, KH * KW).sum(axis=1).astype(gy.dtype).reshape(O, 1, KH, KW)
+    return (gx if need_gx else None), gw
 
 
 # ----- public -------------------------------------------------------------------------------
