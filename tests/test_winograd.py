@@ -184,18 +184,63 @@ def test_finite_differences_through_winograd(name, padding, rng):
         check_gradients(lambda X, W, B: F.conv2d(X, W, B, padding=padding), x, w, b)
 
 
-@pytest.mark.parametrize("m", winograd.TILES)
-@pytest.mark.parametrize("shape,O,padding", CASES[:4])
-@pytest.mark.parametrize("dtype", [np.float32, np.float64])
-def test_compiled_transforms_equal_numpy_path(m, shape, O, padding, dtype, rng):
-    from atrous.kernels._numba import enabled, use_numba_disabled
+def _numba_or_skip():
+    from atrous.kernels._numba import enabled
 
     if not enabled():
         pytest.skip("numba is not installed (pip install 'atrous[fast]') or is disabled")
+
+
+@pytest.mark.parametrize("m", winograd.TILES)
+def test_compiled_1d_transforms_equal_matrices(m, rng):
+    """The written-out B^T, A^T and A of the compiled passes against the matrices above."""
+    _numba_or_skip()
+    BT, _, AT = winograd.matrices(m)
+    bt, at, a_ = {2: (winograd._bt2, winograd._at2, winograd._a2), 4: (winograd._bt4, winograd._at4, winograd._a4)}[m]
+    for _ in range(3):
+        d, mm, g = rng.standard_normal(m + 2), rng.standard_normal(m + 2), rng.standard_normal(m)
+        np.testing.assert_allclose(bt(*d), BT @ d, rtol=1e-14, atol=1e-13)
+        np.testing.assert_allclose(at(*mm), AT @ mm, rtol=1e-14, atol=1e-13)
+        np.testing.assert_allclose(a_(*g), AT.T @ g, rtol=1e-14, atol=1e-13)
+
+
+@pytest.mark.parametrize("m", winograd.TILES)
+@pytest.mark.parametrize("shape,O,padding", CASES)
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+def test_compiled_transforms_equal_numpy_path(m, shape, O, padding, dtype, rng):
+    """forward, input_grad and weight_grad: the numba passes against the NumPy reference."""
+    from atrous.kernels._numba import use_numba_disabled
+
+    _numba_or_skip()
     x = rng.standard_normal(shape).astype(dtype)
     w = rng.standard_normal((O, shape[1], 3, 3)).astype(dtype)
     y = winograd.forward(x, w, padding, m)
+    gy = rng.standard_normal(y.shape).astype(dtype)
+    got = (y, winograd.input_grad(gy, w, shape[2:], padding, m), winograd.weight_grad(x, gy, padding, m))
     with use_numba_disabled():
         y_np = winograd.forward(x, w, padding, m)
+        ref = (y_np, winograd.input_grad(gy, w, shape[2:], padding, m), winograd.weight_grad(x, gy, padding, m))
     tol = 1e-12 if dtype == np.float64 else 1e-5
-    np.testing.assert_allclose(y, y_np, rtol=0, atol=tol * np.abs(y_np).max())
+    for a, b in zip(got, ref):
+        assert a.dtype == dtype
+        np.testing.assert_allclose(a, b, rtol=0, atol=tol * np.abs(b).max())
+
+
+@pytest.mark.parametrize("m", winograd.TILES)
+@pytest.mark.parametrize("numba", [True, False])
+def test_partial_last_chunk(m, numba, rng, monkeypatch):
+    """Chunks of 2 images over a batch of 5 (the last chunk short) give the unchunked result."""
+    from atrous.kernels._numba import use_numba_disabled
+
+    if numba:
+        _numba_or_skip()
+    x = rng.standard_normal((5, 3, 9, 7)).astype(np.float32)
+    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
+    gy = rng.standard_normal((5, 4, 9, 7)).astype(np.float32)
+    pad = ((1, 1), (1, 1))
+    with use_numba_disabled(not numba):
+        y, gw = winograd.forward(x, w, pad, m), winograd.weight_grad(x, gy, pad, m)
+        monkeypatch.setattr(winograd, "_chunk", lambda N, per_image, itemsize: 2)
+        np.testing.assert_array_equal(winograd.forward(x, w, pad, m), y)
+        np.testing.assert_allclose(winograd.weight_grad(x, gy, pad, m), gw, rtol=0, atol=1e-5 * np.abs(gw).max())
+    np.testing.assert_allclose(y, direct_conv(x.astype(np.float64), w.astype(np.float64), pad), rtol=0, atol=1e-4 * np.abs(y).max())

@@ -28,10 +28,12 @@ flipped, in/out-swapped kernel (a 3x3 stride-1 convolution again); the weight gr
 adjoint of the forward in the Winograd domain: ``dU[xi,nu] = dM[xi,nu] @ V[xi,nu]^T`` with
 ``dM = A gy A^T`` per output tile, then ``gw = G^T dU G``.
 
-With numba (``atrous[fast]``) the forward's input and output transforms are each one parallel
-pass (``_input_transform_nb``, ``_output_transform_nb``) that reads the unpadded input with
-bounds checks; the NumPy passes above stay the reference and run whenever numba is missing.
-The weight gradient uses the NumPy transforms in both cases.
+With numba (``atrous[fast]``) every transform -- input (``_input_transform_nb``), output
+(``_output_transform_nb``) and the weight gradient's ``A gy A^T`` (``_grad_transform_nb``) -- is
+one parallel pass over the (image, channel) planes that works a tile at a time in scalars, with
+the 1-D transforms written out; the Winograd-domain matrices are then (a*a, C, T) with each
+tap's (C, T) contiguous. The NumPy passes above stay the reference and run whenever numba is
+missing or disabled.
 
 Batches are processed in chunks of images whose working memory fits
 ``atrous.config.workspace_bytes`` and the cache-sized ``CHUNK_BYTES`` of the GEMM engine.
