@@ -6,6 +6,13 @@ together. ``Function.apply`` wires the node into the graph when any input requir
 ``backward`` walks the graph in reverse topological order with an explicit stack, so a chain
 thousands of layers deep needs no recursion.
 
+The graph holds no activations it does not need: a Function's ``parents`` are the leaf
+Tensors themselves (parameters and inputs, whose ``.grad`` backward fills) and, for every other
+input, a ``Node`` -- the producing Function, shape, dtype and a weak reference to the Tensor, but
+not its data. An intermediate result is therefore freed as soon as the user's code and the
+Functions that saved it for their backward let go of it (as in PyTorch, where only saved tensors
+outlive the forward).
+
 ``_observers`` is the one hook for tools that watch ops run (``atrous.analysis`` adds a
 callback ``obs(fn, inputs, result)`` while it traces a model, so ops called functionally get
 rows in ``summary``). It is empty otherwise, and then costs ``apply`` one truth test.
@@ -14,6 +21,7 @@ from __future__ import annotations
 
 import contextlib
 import threading
+import weakref
 
 _state = threading.local()
 _observers: list = []  # callbacks (fn, inputs, result) after every apply; see the docstring
@@ -61,6 +69,36 @@ class enable_grad(contextlib.ContextDecorator):
         return False
 
 
+class Node:
+    """What the graph keeps of a non-leaf Tensor: everything backward reads, except the data."""
+
+    __slots__ = ("_fn", "shape", "dtype", "requires_grad", "_ref", "__weakref__")
+
+    def __init__(self, tensor):
+        self._fn = tensor._fn
+        self.shape, self.dtype = tensor.data.shape, tensor.data.dtype
+        self.requires_grad = tensor.requires_grad
+        self._ref = weakref.ref(tensor)
+
+    @property
+    def ndim(self):
+        return len(self.shape)
+
+    def tensor(self):
+        """The Tensor this node stands for, or None once it has been freed."""
+        return self._ref()
+
+
+def graph_ref(t):
+    """What the graph holds for Tensor ``t``: ``t`` itself if it is a leaf, else its one Node."""
+    if t._fn is None:
+        return t
+    node = t._node
+    if node is None:
+        node = t._node = Node(t)
+    return node
+
+
 class Function:
     """One differentiable op. Subclasses define::
 
@@ -87,7 +125,7 @@ class Function:
         out = fn.forward(*arrays, **options)
         result = Tensor(out, requires_grad=record, _fn=fn if record else None)
         if record:
-            fn.parents = tuple(x if isinstance(x, Tensor) else None for x in inputs)
+            fn.parents = tuple(graph_ref(x) if isinstance(x, Tensor) else None for x in inputs)
         if _observers:
             for observe in tuple(_observers):
                 observe(fn, inputs, result)
@@ -121,15 +159,18 @@ def _topological_order(root):
 
 
 def run_backward(root, grad):
-    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad``."""
+    """Accumulate d(root)/d(leaf) * grad into every leaf's ``.grad`` (and into the ``.grad`` of
+    intermediate tensors that asked for it with ``retain_grad``)."""
+    root = graph_ref(root)
     grads = {id(root): grad}
     for node in reversed(_topological_order(root)):
         g = grads.pop(id(node), None)
         if g is None:
             continue
-        if node._fn is None or node._retain_grad:
-            # Leaves accumulate across backward calls, as PyTorch; never mutate g in place.
-            node.grad = g if node.grad is None else node.grad + g
+        # Leaves accumulate across backward calls, as PyTorch; never mutate g in place.
+        target = node if node._fn is None else node.tensor()
+        if target is not None and (node._fn is None or target._retain_grad):
+            target.grad = g if target.grad is None else target.grad + g
         if node._fn is None:
             continue
         fn = node._fn

@@ -45,6 +45,7 @@ class Tensor:
         self.grad = None
         self.requires_grad = bool(requires_grad)
         self._fn = _fn
+        self._node = None  # what the autograd graph holds for this tensor (autograd.graph_ref)
         self._retain_grad = False
         if self.requires_grad and not np.issubdtype(self.data.dtype, np.floating):
             raise TypeError(

@@ -11,7 +11,8 @@ maps a tensor to its field, per axis (H and W) an :class:`~atrous.analysis.rf_ru
   adaptive pools) maps its input's field to its output's with its own settings. An op
   applied as a function (a summary row of a model imported from ONNX) is looked up below.
 - Any other tensor is found by walking the autograd graph back (``tensor._fn.parents``) to
-  tensors already in the table. Each node on the way is mapped by its op: convolution and
+  tensors already in the table (a table keyed by graph identity, ``autograd.graph_ref``, as the
+  graph holds data-free ``Node``s for intermediate tensors). Each node on the way is mapped by its op: convolution and
   pooling functions by their recorded geometry (a mean or max over H and W kept 4-D is a
   global pooling), ``F.pad`` and slicing by the offset they apply, and everything else by
   shapes alone: an op that keeps H and W (activations, batch norm, ``+``, ``cat`` along
@@ -29,6 +30,7 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import NamedTuple, Optional
 
+from ..autograd import graph_ref
 from ..shape import pair, same_padding
 from ..tensor import Tensor
 from .rf_rules import (
@@ -45,6 +47,11 @@ from .trace import OpCall, first_tensor, trace
 
 __all__ = ["ReceptiveField", "receptive_field", "FieldTracker"]
 
+
+
+def _key(t):
+    """The table key of a Tensor: the identity of what the autograd graph holds for it."""
+    return id(graph_ref(t))
 
 class _Field(NamedTuple):
     h: Axis
@@ -93,7 +100,7 @@ class FieldTracker:
         self.memo = {}
         self.notes = []
         hw = _spatial_hw(x)
-        self.memo[id(x)] = (x, _Field(INPUT, INPUT, hw) if hw is not None else None)
+        self.memo[_key(x)] = (x, _Field(INPUT, INPUT, hw) if hw is not None else None)
 
     def note(self, text):
         if text not in self.notes:
@@ -104,7 +111,7 @@ class FieldTracker:
         """The field of tensor ``t`` (None if it does not depend on the input)."""
         if not isinstance(t, Tensor):
             return None
-        stack = [t]
+        stack = [graph_ref(t)]
         while stack:
             node = stack[-1]
             if id(node) in self.memo:
@@ -121,11 +128,11 @@ class FieldTracker:
                 continue
             stack.pop()
             self.memo[id(node)] = (node, self._through_function(fn, node))
-        return self.memo[id(t)][1]
+        return self.memo[_key(t)][1]
 
     def set_module_output(self, module, inp, out):
         """Record the field of a leaf module's output; known layers use their settings."""
-        if not isinstance(out, Tensor) or id(out) in self.memo:
+        if not isinstance(out, Tensor) or _key(out) in self.memo:
             return self.field(out)
         f_in = self.field(inp) if isinstance(inp, Tensor) else None
         result = None
@@ -133,7 +140,7 @@ class FieldTracker:
             result = self._through_module(module, f_in, out)
         if result is None:
             return self.field(out)
-        self.memo[id(out)] = (out, result)
+        self.memo[_key(out)] = (out, result)
         return result
 
     # ----- rules -------------------------------------------------------------------------

@@ -45,11 +45,12 @@ def _float_input(op, x, name="input"):
 # ----- ReLU family ---------------------------------------------------------------------------
 class _ReLU(Function):
     def forward(self, x):
-        self.mask = x > 0  # torch: the gradient at exactly 0 is 0
-        return get_array_module(x).maximum(x, 0)
+        # Keep the output, not a mask: the next layer holds it anyway, so backward costs no memory.
+        self.y = get_array_module(x).maximum(x, 0)
+        return self.y
 
     def backward(self, g):
-        return (g * self.mask,)
+        return (g * (self.y > 0),)  # y > 0 exactly where x > 0 (torch: gradient 0 at x == 0)
 
 
 def relu(input, inplace=False):
