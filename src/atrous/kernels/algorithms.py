@@ -295,19 +295,3 @@ def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):
     gx = run("input_grad", gy, w, tuple(x.shape[2:]), stride, padding, dilation, groups) if need_x else None
     gw = run("weight_grad", x, gy, tuple(w.shape[2:]), stride, padding, dilation, groups) if need_w else None
     return gx, gw
-
-
-def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):
-    """(gx or None, gw or None) of y = conv(x, w) given gy = dL/dy: a conv2d backward step.
-
-    Where the algorithm selected for the input gradient is 'direct_depthwise' and both
-    gradients are wanted, ``depthwise.depthwise_backward`` computes them together in one pass
-    over gy and x; otherwise each is ``run('input_grad', ...)`` / ``run('weight_grad', ...)``.
-    """
-    if need_x and need_w:
-        name = select("input_grad", tuple(x.shape), tuple(w.shape), gy.dtype, stride, padding, dilation, groups)
-        if name == "direct_depthwise":
-            return _depthwise().depthwise_backward(x, gy, w, stride, padding, dilation)
-    gx = run("input_grad", gy, w, tuple(x.shape[2:]), stride, padding, dilation, groups) if need_x else None
-    gw = run("weight_grad", x, gy, tuple(w.shape[2:]), stride, padding, dilation, groups) if need_w else None
-    return gx, gw
