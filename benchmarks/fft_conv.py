@@ -40,24 +40,6 @@ LAYERS = {
 }
 
 
-def _fft_registered(algorithms):
-    """'fft' in the registry: the registered algorithm, or this benchmark's adapter until then."""
-    if "fft" in algorithms.ALGORITHMS:
-        return
-    from atrous.kernels import fft
-
-    class FFT(algorithms.Algorithm):
-        name = "fft"
-
-        def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
-            return fft.supports(x_shape, w_shape, stride, padding, dilation, groups) and groups == 1 and (
-                w_shape[2] * w_shape[3] > 1)
-
-        forward = staticmethod(fft.forward)
-        input_grad = staticmethod(fft.input_grad)
-        weight_grad = staticmethod(fft.weight_grad)
-
-    algorithms.ALGORITHMS["fft"] = FFT()
 
 
 def bench_layer(cfg, atrous, F, torch, repeat):
@@ -115,9 +97,8 @@ def main():
     header("FFT convolution vs GEMM vs PyTorch, stride 1, float32")
     import atrous
     import atrous.functional as F
-    from atrous.kernels import algorithms, fft
+    from atrous.kernels import fft
 
-    _fft_registered(algorithms)
     try:
         import torch
     except ImportError:

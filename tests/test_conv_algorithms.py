@@ -68,6 +68,8 @@ def _meant_for(name, cfg):
         return groups > 1 and groups == x_shape[1] and w_shape[1] == 1
     if name == "gemm_nhwc":
         return groups == 1
+    if name == "fft":
+        return groups == 1 and stride == (1, 1) and w_shape[2:] != (1, 1)
     return w_shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
 
 
@@ -173,9 +175,9 @@ def test_autotune_times_once_per_shape_then_hits_the_cache(rng, monkeypatch):
     monkeypatch.setattr(algorithms, "_autotune", lambda op, key, cands, args: timed.append((op, tuple(cands))) or real(op, key, cands, args))
     ref = _train_call(x, w, padding=1)
     assert sorted(op for op, _ in timed) == sorted(algorithms.OPS)
-    assert all(c == ("gemm", "gemm_nhwc", "winograd", "winograd_f4") for _, c in timed)
+    assert all(c == ("gemm", "gemm_nhwc", "winograd", "winograd_f4", "fft") for _, c in timed)
     cache = algorithms.autotune_cache()
-    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "winograd", "winograd_f4"}
+    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "fft"}
     key = ("forward", (2, 3, 6, 6), (4, 3, 3, 3), "float32", (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert key in cache
     timed.clear()
@@ -217,9 +219,12 @@ def test_heuristic_choices():
         (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) else "gemm"
     assert h("forward", (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) == dw
     for op in algorithms.OPS:
-        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) in ("gemm", "winograd")
+        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) in ("gemm", "winograd", "winograd_f4")
+        assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) == "fft"
+        assert h(op, (8, 3, 224, 224), (64, 3, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) != "fft"  # 3 channels
+        assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (2, 2), ((3, 3), (3, 3)), (1, 1), 1) == "gemm"  # strided
 
 
 def test_names():
     assert algorithms.names()[0] == "auto"
-    assert {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "direct_depthwise"} <= set(algorithms.names())
+    assert {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "direct_depthwise", "fft"} <= set(algorithms.names())

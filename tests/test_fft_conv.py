@@ -202,33 +202,10 @@ def test_plan_tiles_cover_the_output(oh, ow, eh, ew, n, c, o):
 
 
 # ----- through the public ops: PyTorch and finite differences ----------------------------------
-class _FFT(algorithms.Algorithm):
-    """The registration proposed for ``algorithms.ALGORITHMS`` (used here until it lands)."""
-
-    name = "fft"
-
-    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
-        # grouped convolutions are computed too, but their per-frequency products are tiny matrices
-        return fft.supports(x_shape, w_shape, stride, padding, dilation, groups) and groups == 1 and (
-            w_shape[2] * w_shape[3] > 1)
-
-    def forward(self, x, w, stride, padding, dilation, groups):
-        return fft.forward(x, w, stride, padding, dilation, groups)
-
-    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
-        return fft.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
-
-    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
-        return fft.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
-
-
 @pytest.fixture
 def fft_algorithm(monkeypatch):
-    """'fft' in the algorithm registry (the registered one if present), and a call counter."""
-    alg = algorithms.ALGORITHMS.get("fft")
-    if alg is None:
-        alg = _FFT()
-        monkeypatch.setitem(algorithms.ALGORITHMS, "fft", alg)
+    """The registered 'fft' algorithm, with a call counter."""
+    alg = algorithms.ALGORITHMS["fft"]
     calls = []
     for op in algorithms.OPS:
         fn = getattr(alg, op)

@@ -17,6 +17,8 @@ and each applies to some convolutions only:
                               rounding error; see benchmarks/conv_accuracy.py)
     'direct_depthwise'        groups == input channels, one input channel per group (any
                               channel multiplier): ``kernels.depthwise``, when it is installed
+    'fft'                     stride 1, groups 1, kernels larger than 1x1: overlap-save FFT
+                              tiles (``kernels.fft``); its cost hardly grows with the kernel
     ========================  =================================================================
 
 Choice, for each call (``select``):
@@ -34,7 +36,7 @@ import contextlib
 import time
 
 from ..backend import config
-from . import conv_gemm, conv_nhwc, winograd
+from . import conv_gemm, conv_nhwc, fft, winograd
 
 OPS = ("forward", "input_grad", "weight_grad")
 AUTO = "auto"
@@ -137,7 +139,29 @@ class DirectDepthwise(Algorithm):
         return _depthwise().depthwise_weight_grad(x, gy, w_shape, stride, padding, dilation)
 
 
-ALGORITHMS = {a.name: a for a in (Gemm(), GemmChannelsLast(), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise())}
+class FFT(Algorithm):
+    name = "fft"
+
+    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
+        # kernels.fft computes grouped convolutions too, but their per-frequency GEMMs are tiny
+        # (O/G, C/G) matrices; a 1x1 kernel is a plain GEMM already.
+        return (fft.supports(x_shape, w_shape, stride, padding, dilation, groups) and groups == 1
+                and w_shape[2] * w_shape[3] > 1)
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        return fft.forward(x, w, stride, padding, dilation, groups)
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        return fft.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        return fft.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
+
+
+ALGORITHMS = {
+    a.name: a
+    for a in (Gemm(), GemmChannelsLast(), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise(), FFT())
+}
 
 
 def names():
@@ -195,11 +219,21 @@ NHWC_MAX_CHANNELS = 64
 NHWC_MIN_CHANNELS = 16
 
 
+# FFT's cost hardly depends on the number of taps, GEMM's grows with it: benchmarks/fft_conv.py
+# measured FFT at 0.02-0.35x GEMM's time for 7x7..15x15 kernels with >= 16 channels, mixed at
+# 5x5, 1.5-3x slower at 3x3; with 3 input channels the forward was even (0.7-1.6x).
+FFT_MIN_TAPS = 49
+FFT_MIN_CHANNELS = 16
+
+
 def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
     """The algorithm chosen from the shapes alone (no timing)."""
     geometry = (x_shape, w_shape, stride, padding, dilation, groups)
     if ALGORITHMS["direct_depthwise"].applies(*geometry):
         return "direct_depthwise"
+    if (ALGORITHMS["fft"].applies(*geometry) and w_shape[2] * w_shape[3] >= FFT_MIN_TAPS
+            and min(x_shape[1], w_shape[0]) >= FFT_MIN_CHANNELS):
+        return "fft"
     if ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS:
         return "winograd"
     pointwise = tuple(w_shape[2:]) == (1, 1)
@@ -278,7 +312,10 @@ def run(op, a, b, extra, stride, padding, dilation, groups):
     return getattr(ALGORITHMS[name], op)(*args)
 
 
-__all__ = ["ALGORITHMS", "OPS", "names", "use_algorithm", "heuristic", "select", "run", "autotune_cache", "clear_autotune_cache"]
+__all__ = [
+    "ALGORITHMS", "OPS", "names", "use_algorithm", "heuristic", "select", "run", "run_backward",
+    "autotune_cache", "clear_autotune_cache",
+]
 
 
 def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):
