@@ -212,7 +212,8 @@ def test_forcing_wins_over_autotune(rng, monkeypatch):
 def test_heuristic_choices():
     h = algorithms.heuristic
     assert h("forward", (8, 64, 56, 56), (128, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
-    assert h("forward", (8, 64, 56, 56), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm_nhwc"
+    assert h("forward", (8, 64, 16, 16), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm_nhwc"
+    assert h("forward", (8, 64, 56, 56), (64, 64, 3, 3), (2, 2), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
     assert h("forward", (8, 64, 56, 56), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"
     assert h("forward", (8, 64, 56, 56), (64, 32, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 2) == "gemm"
     dw = "direct_depthwise" if algorithms.ALGORITHMS["direct_depthwise"].applies(

@@ -210,12 +210,14 @@ def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
 # slower than GEMM on every 3x3 layer of benchmarks/conv_layers.py, and the numba transforms'
 # measurements (on a heavily shared machine) were inconclusive. conv_autotune measures instead.
 WINOGRAD_MIN_CHANNELS = 1 << 30
-# Channels-last columns win where im2col's copies and a GEMM with few filters dominate: up to
-# this many input and output channels (measured 1.3-1.9x faster than 'gemm' on the CIFAR ResNet
-# layers 16/32/64 x 32/16/8 pixels, level on (8, 64, 56, 56)); 1x1 kernels keep the direct GEMM.
-# With fewer channels than NHWC_MIN_CHANNELS its copied runs (KW*C values) get shorter than
-# NCHW's (OW values): a 3-channel 32x32 image measured 4-8x slower there.
-NHWC_MAX_CHANNELS = 64
+# Channels-last columns win where the images are small: im2col's copies of NCHW runs of OW
+# values get slow and the GEMMs are short. With 2 threads (benchmarks/conv_layers.py, CIFAR
+# ResNet layers at batch 32) forward+backward took 0.45-0.6x 'gemm''s time at 8x8 and 0.8x at
+# 16x16, level at 14x14 with 256 channels, and 1.1-1.4x at 32x32 and 56x56: up to
+# NHWC_MAX_PIXELS input pixels then. With fewer than NHWC_MIN_CHANNELS channels its copied runs
+# (KW*C values) are shorter than NCHW's (a 3-channel 32x32 image measured 4-8x slower there).
+NHWC_MAX_PIXELS = 256
+NHWC_MAX_CHANNELS = 256
 NHWC_MIN_CHANNELS = 16
 
 
@@ -239,7 +241,7 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
     pointwise = tuple(w_shape[2:]) == (1, 1)
     # the channels its im2col copies: x's, or gy's for the input gradient
     copied = w_shape[0] if op == "input_grad" else x_shape[1]
-    small = max(x_shape[1], w_shape[0]) <= NHWC_MAX_CHANNELS
+    small = max(x_shape[1], w_shape[0]) <= NHWC_MAX_CHANNELS and x_shape[2] * x_shape[3] <= NHWC_MAX_PIXELS
     if groups == 1 and not pointwise and small and copied >= NHWC_MIN_CHANNELS:
         return "gemm_nhwc"
     return "gemm"
