@@ -8,6 +8,8 @@ import atrous
 import atrous.functional as F
 from atrous import Tensor
 from atrous.kernels import algorithms, conv_gemm
+from atrous.kernels._numba import enabled as numba_enabled
+from atrous.kernels._numba import use_numba_disabled
 from atrous.kernels.algorithms import use_algorithm
 
 # (N, C, H, W), (O, C/G, KH, KW), stride, padding ((t, b), (l, r)), dilation, groups
@@ -220,7 +222,12 @@ def test_heuristic_choices():
         (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) else "gemm"
     assert h("forward", (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) == dw
     for op in algorithms.OPS:
-        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) in ("gemm", "winograd", "winograd_f4")
+        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
+        f2 = "winograd" if numba_enabled() else "gemm"  # its compiled transforms, or none
+        assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == f2
+        assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
+        with use_numba_disabled():
+            assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) != "winograd"
         assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) == "fft"
         assert h(op, (8, 3, 224, 224), (64, 3, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) != "fft"  # 3 channels
         assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (2, 2), ((3, 3), (3, 3)), (1, 1), 1) != "fft"  # strided

@@ -163,7 +163,7 @@ def test_heuristic_sends_small_layers_here():
     for op in algorithms.OPS:
         assert h(op, (32, 16, 16, 16), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (32, 64, 8, 8), (128, 64, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
-        assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
+        assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # many channels
         assert h(op, (32, 16, 32, 32), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # large images
         assert h(op, (32, 16, 16, 16), (32, 16, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"

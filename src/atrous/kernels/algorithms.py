@@ -36,6 +36,7 @@ import contextlib
 import time
 
 from ..backend import config
+from ._numba import enabled as numba_enabled
 from . import conv_gemm, conv_nhwc, fft, winograd
 
 OPS = ("forward", "input_grad", "weight_grad")
@@ -205,11 +206,13 @@ def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
 
 # ----- the heuristic -------------------------------------------------------------------------
 # Winograd's transforms are memory-bound passes that pay off only where they are small next to
-# the GEMMs they shorten (many channels on both sides). The heuristic picks it from this many
-# input and output channels; no layer qualifies yet: with the NumPy transforms it measured
-# slower than GEMM on every 3x3 layer of benchmarks/conv_layers.py, and the numba transforms'
-# measurements (on a heavily shared machine) were inconclusive. conv_autotune measures instead.
-WINOGRAD_MIN_CHANNELS = 1 << 30
+# the GEMMs they shorten: many channels on both sides, and enough pixels that the 4x4 tiles are
+# well filled. Measured with 2 threads and the compiled transforms (benchmarks/conv_layers.py):
+# F(2x2,3x3) forward+backward 0.85-0.89x GEMM's time on (8, 256, 14, 14) x 256; 1.1-1.7x on the
+# 56/28-pixel layers (64/128 channels) and about 2x at 7x7. F(4x4,3x3) never beat both GEMM
+# layouts. Without numba the NumPy transforms are slower still, so the heuristic then keeps GEMM.
+WINOGRAD_MIN_CHANNELS = 256
+WINOGRAD_MIN_PIXELS = 100
 # Channels-last columns win where the images are small: im2col's copies of NCHW runs of OW
 # values get slow and the GEMMs are short. With 2 threads (benchmarks/conv_layers.py, CIFAR
 # ResNet layers at batch 32) forward+backward took 0.45-0.6x 'gemm''s time at 8x8 and 0.8x at
@@ -236,7 +239,8 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
     if (ALGORITHMS["fft"].applies(*geometry) and w_shape[2] * w_shape[3] >= FFT_MIN_TAPS
             and min(x_shape[1], w_shape[0]) >= FFT_MIN_CHANNELS):
         return "fft"
-    if ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS:
+    if (ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS
+            and x_shape[2] * x_shape[3] >= WINOGRAD_MIN_PIXELS and numba_enabled()):
         return "winograd"
     pointwise = tuple(w_shape[2:]) == (1, 1)
     # the channels its im2col copies: x's, or gy's for the input gradient
