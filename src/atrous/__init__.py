@@ -1,5 +1,4 @@
 """atrous: convolutional networks in NumPy."""
-from . import allocator as _allocator
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import config
 from .random import manual_seed
@@ -7,8 +6,6 @@ from .tensor import Tensor, as_tensor, tensor
 from .threads import get_num_threads, set_num_threads
 
 __version__ = "0.1.0"
-
-_allocator.tune()  # reuse freed memory between layers (see atrous.allocator; ATROUS_MALLOC_TUNING=0 skips)
 
 __all__ = [
     "Tensor",
