@@ -35,7 +35,6 @@ from __future__ import annotations
 
 from ..backend import config, get_array_module
 from .im2col import col2im, im2col_chunks, output_size
-from .parallel_copy import copy
 
 _ZERO = ((0, 0), (0, 0))
 GEMM_COLUMNS = 2048  # images are blocked until a GEMM has about this many columns
@@ -86,9 +85,7 @@ def _blocks(a, G, block):
     nb, GM = a.shape[:2]
     a = a.reshape(nb // block, block, G, GM // G, -1)
     if block > 1:
-        t = a.transpose(0, 2, 3, 1, 4)
-        a = get_array_module(a).empty(t.shape, dtype=a.dtype)
-        copy(a, t)
+        a = get_array_module(a).ascontiguousarray(a.transpose(0, 2, 3, 1, 4))
     return a.reshape(nb // block, G, GM // G, -1)
 
 
@@ -127,7 +124,7 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, algor
             xp.matmul(wg, cols, out=y[n0:n1].reshape(m, G, Og, P))
         else:  # (m, O, B, P) -> (m, B, O, P)
             xp.matmul(wg, cols, out=r[:m])
-            copy(y[n0:n1].reshape(m, B, O, OH, OW), r[:m].reshape(m, O, B, OH, OW).transpose(0, 2, 1, 3, 4))
+            y[n0:n1].reshape(m, B, O, OH, OW)[...] = r[:m].reshape(m, O, B, OH, OW).transpose(0, 2, 1, 3, 4)
     return y
 
 

@@ -32,7 +32,6 @@ from __future__ import annotations
 from ..backend import get_array_module
 from . import conv_gemm
 from .im2col import output_size
-from .parallel_copy import copy
 
 _ZERO = ((0, 0), (0, 0))
 
@@ -72,7 +71,7 @@ def _fill_padded(x, padding, xpad):
     (ct, cb, cl, cr), (t, _, l, _) = _pad_amounts(padding)
     H, W = x.shape[2:]
     x = x[:, :, ct : H - cb, cl : W - cr]
-    copy(xpad[:, t : t + x.shape[2], l : l + x.shape[3], :], x.transpose(0, 2, 3, 1))
+    xpad[:, t : t + x.shape[2], l : l + x.shape[3], :] = x.transpose(0, 2, 3, 1)
 
 
 def _im2col_into(xpad, kernel, stride, dilation, out_hw, cols):
@@ -85,7 +84,7 @@ def _im2col_into(xpad, kernel, stride, dilation, out_hw, cols):
     view = xp.lib.stride_tricks.as_strided(
         xpad, (n, OH, OW, KH, KW, C), (sn, SH * sh, SW * sw, DH * sh, DW * sw, sc), writeable=False
     )
-    copy(cols.reshape(n, OH, OW, KH, KW, C), view)
+    cols.reshape(n, OH, OW, KH, KW, C)[...] = view
 
 
 def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
@@ -104,7 +103,7 @@ def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
 def _to_nchw(r, y):
     """Write r (n*P, O) into y (n, O, OH, OW)."""
     n, O = y.shape[:2]
-    copy(y.reshape(n, O, -1), r.reshape(n, -1, O).transpose(0, 2, 1))
+    y.reshape(n, O, -1)[...] = r.reshape(n, -1, O).transpose(0, 2, 1)
 
 
 def _chunks(x, kernel, stride, padding, dilation, out_channels, chunk=None):
@@ -167,8 +166,7 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
         m = (n1 - n0) // block
         # Per block: gw_cl (O, K) += gy_cl^T (O, B*P) @ cols (B*P, K), with gy_cl the
         # channels-last gy (B*P, O) -- a transposed copy the size of gy.
-        gcl = xp.empty((n1 - n0, P, O), dtype=gy.dtype)
-        copy(gcl, gy[n0:n1].reshape(n1 - n0, O, P).transpose(0, 2, 1))
+        gcl = xp.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, O, P).transpose(0, 2, 1))
         parts = xp.matmul(gcl.reshape(m, block * P, O).transpose(0, 2, 1), cols.reshape(m, block * P, -1))
         for part in parts:  # summed in batch order, whatever the chunk size
             if gw is None:

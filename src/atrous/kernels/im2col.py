@@ -26,7 +26,6 @@ import numpy as np
 from ..backend import get_array_module
 from ..shape import conv_output_size
 from ._numba import enabled, jit, prange, usable
-from .parallel_copy import copy
 
 _ZERO = ((0, 0), (0, 0))
 
@@ -100,12 +99,12 @@ def im2col_chunks(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), bloc
         nb, m = n1 - n0, (n1 - n0) // block
         src = x[n0:n1]
         if xpad is not None:
-            copy(xpad[:nb, :, t : t + H, l : l + W], src)
+            xpad[:nb, :, t : t + H, l : l + W] = src
             src = xpad[:nb]
         # (nb, C, KH, KW, OH, OW) -> (m, C, KH, KW, block, OH, OW): splitting nb is still a view.
         view = windows(src, kernel, (OH, OW), stride, dilation)
         view = view.reshape(m, block, C, KH, KW, OH, OW).transpose(0, 2, 3, 4, 1, 5, 6)
-        copy(buf[:m], view)  # the one copy im2col makes
+        buf[:m] = view  # the one copy im2col makes
         yield n0, n1, buf[:m].reshape(m, C * KH * KW, block * OH * OW)
 
 
