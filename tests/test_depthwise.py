@@ -313,3 +313,33 @@ def test_conv2d_backward_runs_the_fused_depthwise_pass(monkeypatch):
     # and conv2d's autograd goes through it
     _conv2d_grads(x, w, rng.standard_normal(6).astype(np.float32), gy, padding=1, groups=3)
     assert calls == ["fused"]
+
+
+@pytest.mark.parametrize("path", PATHS)
+@pytest.mark.parametrize("case", CASES[:3])
+def test_bias_added_in_the_forward_equals_adding_after(path, case):
+    """depthwise_forward(bias=b) is conv + b (the same float operations: bitwise), and conv2d
+    with a bias on a depthwise geometry goes through it."""
+    x, w, stride, padding, dilation = make(case, np.float32)
+    b = np.random.default_rng(2).standard_normal(w.shape[0]).astype(np.float32)
+    y = run(path, D.depthwise_forward, x, w, stride, padding, dilation)
+    yb = run(path, D.depthwise_forward, x, w, stride, padding, dilation, b)
+    np.testing.assert_array_equal(yb, y + b.reshape(1, -1, 1, 1))
+
+
+def test_conv2d_forward_adds_the_bias_in_the_depthwise_kernel(monkeypatch):
+    import atrous.functional as F
+    from atrous.kernels import algorithms
+
+    seen = []
+    real = D.depthwise_forward
+    monkeypatch.setattr(D, "depthwise_forward", lambda *a, **k: seen.append(k.get("bias") is not None) or real(*a, **k))
+    rng = np.random.default_rng(0)
+    x = rng.standard_normal((2, 3, 6, 6)).astype(np.float32)
+    w = rng.standard_normal((6, 1, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(6).astype(np.float32)
+    y = F.conv2d(x, w, b, padding=1, groups=3).numpy()
+    assert seen == [True]
+    with algorithms.use_algorithm("gemm"):
+        ref = F.conv2d(x, w, b, padding=1, groups=3).numpy()
+    np.testing.assert_allclose(y, ref, rtol=1e-5, atol=1e-5)

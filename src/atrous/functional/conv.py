@@ -11,7 +11,7 @@ import numpy as np
 
 from .._validate import check_float, check_rank, check_same_dtype
 from ..autograd import Function
-from ..kernels import conv_gemm
+from ..kernels import algorithms, conv_gemm
 from ..kernels.im2col import col2im, im2col
 from ..shape import conv_output_size, effective_kernel, pair, same_padding
 from ..tensor import Tensor
@@ -112,15 +112,11 @@ class Conv2d(Function):
     def forward(self, x, w, b, stride, padding, dilation, groups):
         self.args = (stride, padding, dilation, groups)
         self.x, self.w, self.hw = x, w, x.shape[2:]
-        y = conv_gemm.forward(x, w, stride, padding, dilation, groups)
-        if b is not None:
-            y += b.reshape(1, -1, 1, 1)
-        return y
+        # The dispatcher; a depthwise conv adds its bias as it writes y.
+        return algorithms.run_forward(x, w, b, stride, padding, dilation, groups)
 
     def backward(self, g):
-        from ..kernels import algorithms  # the dispatcher; a depthwise conv gets both grads in one pass
-
-        need = self.needs_input_grad
+        need = self.needs_input_grad  # a depthwise conv gets both gradients in one pass
         gx, gw = algorithms.run_backward(self.x, g, self.w, *self.args, need[0], need[1])
         gb = _bias_grad(g) if need[2] else None
         return gx, gw, gb

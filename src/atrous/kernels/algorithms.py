@@ -319,9 +319,25 @@ def run(op, a, b, extra, stride, padding, dilation, groups):
 
 
 __all__ = [
-    "ALGORITHMS", "OPS", "names", "use_algorithm", "heuristic", "select", "run", "run_backward",
+    "ALGORITHMS", "OPS", "names", "use_algorithm", "heuristic", "select", "run", "run_forward", "run_backward",
     "autotune_cache", "clear_autotune_cache",
 ]
+
+
+def run_forward(x, w, b, stride, padding, dilation, groups):
+    """y = conv(x, w) + b (``b`` (O,) or None): a conv2d forward step.
+
+    Where the selected algorithm is 'direct_depthwise' the bias is added as the kernel writes
+    its output (one pass less over y); otherwise ``run('forward', ...)`` and then ``y += b``.
+    """
+    if b is not None:
+        name = select("forward", tuple(x.shape), tuple(w.shape), x.dtype, stride, padding, dilation, groups)
+        if name == "direct_depthwise":
+            return _depthwise().depthwise_forward(x, w, stride, padding, dilation, bias=b)
+    y = run("forward", x, w, None, stride, padding, dilation, groups)
+    if b is not None:
+        y += b.reshape(1, -1, 1, 1)
+    return y
 
 
 def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):

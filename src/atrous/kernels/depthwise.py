@@ -161,6 +161,13 @@ def _copy(dst, src):
 
 
 @jit(parallel=False, inline="always")
+def _copy_add(dst, src, a):
+    """dst[:] = src + a over two 1-D views of equal length."""
+    for j in range(dst.shape[0]):
+        dst[j] = src[j] + a
+
+
+@jit(parallel=False, inline="always")
 def _axpy(y, a, x):
     """y += a * x over two 1-D views of equal length."""
     for j in range(y.shape[0]):
@@ -272,9 +279,10 @@ def _merge_phases(buf, dst, t, l, SH, SW, Hp, Wp, Wq):
 
 
 @jit(parallel=False)
-def _forward_planes(x, w, y, job0, job1, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size):
+def _forward_planes(x, w, b, y, job0, job1, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size):
     """Planes job0 <= n*C + c < job1 of the forward, with buffers of their own (made once; the
-    padding in them stays zero from plane to plane)."""
+    padding in them stays zero from plane to plane). ``b`` (C*M,) is added as the rows are
+    written out (an empty ``b``: no bias): conv first, then + b, as NumPy's ``y += b``."""
     C = x.shape[1]
     OH, OW = y.shape[2], y.shape[3]
     M = w.shape[0] // C
@@ -288,18 +296,23 @@ def _forward_planes(x, w, y, job0, job1, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, s
             o = c * M + m
             acc[:] = 0
             _taps(acc, w[o], xb, 0, 1, KW, SH, SW, DH, DW, Wq)
-            for oh in range(OH):
-                _copy(y[n, o, oh], acc[oh * Wq : oh * Wq + OW])
+            if b.shape[0]:
+                bo = b[o]
+                for oh in range(OH):
+                    _copy_add(y[n, o, oh], acc[oh * Wq : oh * Wq + OW], bo)
+            else:
+                for oh in range(OH):
+                    _copy(y[n, o, oh], acc[oh * Wq : oh * Wq + OW])
 
 
 @jit
-def _forward_nb(x, w, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks):
+def _forward_nb(x, w, b, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks):
     """y (N, C*M, OH, OW) of x (N, C, H, W) by w (C*M, KH*KW): the (n, c) planes in
     ``chunks`` runs. (The work is a separate function: inside a parallel loop's body numba's
     code came out measurably slower.)"""
     jobs = x.shape[0] * x.shape[1]
     for chunk in prange(chunks):
-        _forward_planes(x, w, y, chunk * jobs // chunks, (chunk + 1) * jobs // chunks,
+        _forward_planes(x, w, b, y, chunk * jobs // chunks, (chunk + 1) * jobs // chunks,
                         KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size)
 
 
@@ -375,14 +388,15 @@ def _threads():
     return get_threads() or 1
 
 
-def _forward_nb_call(x, w, y, stride, padding, dilation):
+def _forward_nb_call(x, w, y, stride, padding, dilation, bias=None):
     (SH, SW), ((t, _), (l, _)), (DH, DW) = stride, padding, dilation
     Hp, Wp, Wq, size = _grid(x.shape, w.shape, stride, padding, dilation)
     O, _, KH, KW = w.shape
     x, w2 = np.ascontiguousarray(x), np.ascontiguousarray(w.reshape(O, KH * KW))
+    b = np.empty(0, x.dtype) if bias is None else np.ascontiguousarray(bias, dtype=x.dtype)
     # A few runs per thread (load balance), each allocating its buffers once.
     chunks = max(1, min(x.shape[0] * x.shape[1], 4 * _threads()))
-    _forward_nb.compiled(x, w2, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks)
+    _forward_nb.compiled(x, w2, b, y, KW, SH, SW, t, l, DH, DW, Hp, Wp, Wq, size, chunks)
     return y
 
 
@@ -406,10 +420,11 @@ def _backward_nb_call(x, gy, w, x_shape, stride, padding, dilation, need_gx, nee
 
 
 # ----- public -------------------------------------------------------------------------------
-def depthwise_forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
-    """Depthwise convolution y (N, C*M, OH, OW) of x (N, C, H, W) by w (C*M, 1, KH, KW).
+def depthwise_forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), bias=None):
+    """Depthwise convolution y (N, C*M, OH, OW) of x (N, C, H, W) by w (C*M, 1, KH, KW), plus
+    ``bias`` (C*M,) if given (added after the sum, in the same pass as the output is written).
 
-    Equal to ``conv_gemm.forward(x, w, stride, padding, dilation, groups=C)``. No bias.
+    Equal to ``conv_gemm.forward(x, w, stride, padding, dilation, groups=C)`` (+ bias).
 
     >>> import numpy as np
     >>> depthwise_forward(np.ones((1, 2, 4, 4)), np.ones((4, 1, 3, 3)), padding=((1, 1), (1, 1)))[0, :, 0, 0]
@@ -418,8 +433,11 @@ def depthwise_forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
     stride, padding, dilation = _norm(stride, padding, dilation)
     N, C, H, W, M, KH, KW, OH, OW = _geometry(x.shape, w.shape, stride, padding, dilation)
     if not _use_numba(x, w):
-        return _forward_numpy(x, w, stride, padding, dilation)
-    return _forward_nb_call(x, w, np.empty((N, C * M, OH, OW), x.dtype), stride, padding, dilation)
+        y = _forward_numpy(x, w, stride, padding, dilation)
+        if bias is not None:
+            y += bias.reshape(1, -1, 1, 1)
+        return y
+    return _forward_nb_call(x, w, np.empty((N, C * M, OH, OW), x.dtype), stride, padding, dilation, bias)
 
 
 def depthwise_input_grad(gy, w, x_shape, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
