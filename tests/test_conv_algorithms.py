@@ -236,3 +236,34 @@ def test_heuristic_choices():
 def test_names():
     assert algorithms.names()[0] == "auto"
     assert {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "direct_depthwise", "fft"} <= set(algorithms.names())
+
+
+BIAS_CONFIGS = CONFIGS + [
+    ((3, 4, 5, 5), (6, 4, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1),  # pointwise: the direct GEMM
+    ((2, 3, 40, 40), (4, 3, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1),  # 1600 columns: blocks of 1 image
+]
+
+
+@pytest.mark.parametrize("cfg", BIAS_CONFIGS)
+def test_bias_is_added_in_the_forward_exactly_as_afterwards(cfg, rng, monkeypatch):
+    """run(..., bias=b) equals run(...) + b bitwise for every algorithm (the fusing ones add it
+    while writing y, the others afterwards): the same float additions, also when chunked."""
+    x_shape, w_shape, stride, padding, dilation, groups = cfg
+    x = rng.standard_normal(x_shape).astype(np.float32)
+    w = rng.standard_normal(w_shape).astype(np.float32)
+    b = rng.standard_normal(w_shape[0]).astype(np.float32)
+    for name, alg in algorithms.ALGORITHMS.items():
+        if not alg.applies(*cfg):
+            continue
+        with use_algorithm(name):
+            y = algorithms.run("forward", x, w, None, stride, padding, dilation, groups)
+            yb = algorithms.run("forward", x, w, None, stride, padding, dilation, groups, bias=b)
+            np.testing.assert_array_equal(yb, y + b.reshape(1, -1, 1, 1), err_msg=name)
+            with monkeypatch.context() as m:
+                m.setattr(atrous.config, "workspace_bytes", 1)  # one block per chunk
+                small = algorithms.run("forward", x, w, None, stride, padding, dilation, groups, bias=b)
+            if name in ("gemm", "gemm_nhwc", "direct_depthwise"):  # chunking changes no sum
+                np.testing.assert_array_equal(small, yb, err_msg=name)
+            else:  # FFT picks smaller tiles under a small workspace: other rounding
+                np.testing.assert_allclose(small, yb, rtol=0, atol=1e-5 * np.abs(yb).max(), err_msg=name)
+    assert algorithms.ALGORITHMS["direct_depthwise"].fuses_bias and not algorithms.ALGORITHMS["gemm"].fuses_bias

