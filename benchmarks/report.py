@@ -31,6 +31,12 @@ from common import THREADS  # noqa: E402
 SCRIPTS = [
     ("conv_layers", [], ["--layers", "resnet_56,resnet_7,bottleneck_1x1,depthwise,cifar_small", "--no-memory"],
      "conv2d layer set, forward and forward+backward, ratio to PyTorch's best layout"),
+    ("conv_layers", ["--layers", "cifar_16,cifar_32,cifar_64", "--no-memory"],
+     ["--layers", "cifar_16,cifar_64", "--no-memory"],
+     "the 3x3 layers of the CIFAR ResNet of train_step (batch 32), which the heuristic sends to other algorithms"),
+    ("fft_conv", ["--layers", "k3_c64_56,k5_c64_56,k7_c3_112,k7_c16_112,k7_c64_56,k11_c64_56,k15_c32_112", "--repeat", "3"],
+     ["--layers", "k3_c64_56,k7_c64_56,k11_c64_56", "--repeat", "3"],
+     "FFT convolution vs the GEMM engine and PyTorch, stride-1 layers with large kernels"),
     ("conv_accuracy", [], [], "numerical error of each convolution algorithm vs a float64 reference"),
     ("kernels_numba", [], [], "compiled (numba) kernels vs the NumPy path"),
     ("train_step", [], [], "one SGD training step: CIFAR-style ResNet (batch 32) and resnet18 (batch 8)"),
