@@ -24,6 +24,7 @@ import os
 import statistics
 import subprocess
 import sys
+import time
 
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
@@ -127,17 +128,22 @@ def bench_layer(cfg, F, atrous, torch):
     return at, (min(ms["th_f_nchw"], ms["th_f_cl"]), min(ms["th_fb_nchw"], ms["th_fb_cl"]))
 
 
+PAUSE_S = 0.03  # idle time before each (untimed, timed) pair of calls
+
+
 def interleaved_medians(fns, repeat=9, warmup=2):
     """Median ms of each function, timed round-robin so that both libraries see the same
-    background load on a shared machine. Each timed call follows an untimed call of the same
-    function: PyTorch's OpenMP threads keep spinning for a while after its last op and would
-    otherwise slow whichever call comes next."""
+    background load on a shared machine. Before each timed call the machine idles for
+    ``PAUSE_S`` and the same function runs once untimed: PyTorch's OpenMP threads and
+    OpenBLAS's threads keep spinning for a while after their last op and would otherwise slow
+    whichever call comes next (measured: up to 3x on a 2 ms layer)."""
     for fn in fns.values():
         for _ in range(warmup):
             fn()
     times = {k: [] for k in fns}
     for _ in range(repeat):
         for k, fn in fns.items():
+            time.sleep(PAUSE_S)
             times[k].append(median_ms(fn, repeat=1, warmup=1))
     return {k: statistics.median(v) for k, v in times.items()}
 
