@@ -85,6 +85,28 @@ def layer_flops(N, C, H, O, k, s, p, d, g):
     return 2.0 * N * O * OH * OH * (C // g) * k * k
 
 
+def torch_fns(torch, x, w, b, gy, args):
+    """PyTorch's conv2d forward and forward+backward in both layouts: {'th_f_nchw', 'th_fb_nchw',
+    'th_f_cl', 'th_fb_cl'} -> function."""
+    TF, fns = torch.nn.functional, {}
+    for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
+        tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
+        tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
+        tb = torch.from_numpy(b).requires_grad_()
+        tg = torch.from_numpy(gy).contiguous(memory_format=fmt)
+
+        def th_fwd(tx=tx, tw=tw, tb=tb):
+            with torch.no_grad():
+                TF.conv2d(tx, tw, tb, **args)
+
+        def th_fwd_bwd(tx=tx, tw=tw, tb=tb, tg=tg):
+            tx.grad = tw.grad = tb.grad = None
+            TF.conv2d(tx, tw, tb, **args).backward(tg)
+
+        fns[f"th_f_{tag}"], fns[f"th_fb_{tag}"] = th_fwd, th_fwd_bwd
+    return fns
+
+
 def bench_layer(cfg, F, atrous, torch):
     N, C, H, O, k, s, p, d, g = cfg
     rng = np.random.default_rng(0)
@@ -105,22 +127,7 @@ def bench_layer(cfg, F, atrous, torch):
 
     fns = {"at_f": at_fwd, "at_fb": at_fwd_bwd}
     if torch is not None:
-        TF = torch.nn.functional
-        for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
-            tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
-            tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
-            tb = torch.from_numpy(b).requires_grad_()
-            tg = torch.from_numpy(gy).contiguous(memory_format=fmt)
-
-            def th_fwd(tx=tx, tw=tw, tb=tb):
-                with torch.no_grad():
-                    TF.conv2d(tx, tw, tb, **args)
-
-            def th_fwd_bwd(tx=tx, tw=tw, tb=tb, tg=tg):
-                tx.grad = tw.grad = tb.grad = None
-                TF.conv2d(tx, tw, tb, **args).backward(tg)
-
-            fns[f"th_f_{tag}"], fns[f"th_fb_{tag}"] = th_fwd, th_fwd_bwd
+        fns.update(torch_fns(torch, x, w, b, gy, args))
     ms = interleaved_medians(fns)
     at = (ms["at_f"], ms["at_fb"])
     if torch is None:

@@ -20,7 +20,7 @@ import sys
 sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
 
 from common import geomean, header  # noqa: E402
-from conv_layers import interleaved_medians, layer_flops  # noqa: E402
+from conv_layers import interleaved_medians, layer_flops, torch_fns  # noqa: E402
 
 import numpy as np  # noqa: E402
 
@@ -66,22 +66,7 @@ def bench_layer(cfg, atrous, F, torch, repeat):
 
         fns[f"{alg}_f"], fns[f"{alg}_fb"] = fwd, fwd_bwd
     if torch is not None:
-        TF = torch.nn.functional
-        for fmt, tag in ((torch.contiguous_format, "nchw"), (torch.channels_last, "cl")):
-            tx = torch.from_numpy(x).contiguous(memory_format=fmt).requires_grad_()
-            tw = torch.from_numpy(w).contiguous(memory_format=fmt).requires_grad_()
-            tb = torch.from_numpy(b).requires_grad_()
-            tg = torch.from_numpy(gy).contiguous(memory_format=fmt)
-
-            def th_fwd(tx=tx, tw=tw, tb=tb):
-                with torch.no_grad():
-                    TF.conv2d(tx, tw, tb, padding=p)
-
-            def th_fwd_bwd(tx=tx, tw=tw, tb=tb, tg=tg):
-                tx.grad = tw.grad = tb.grad = None
-                TF.conv2d(tx, tw, tb, padding=p).backward(tg)
-
-            fns[f"th_f_{tag}"], fns[f"th_fb_{tag}"] = th_fwd, th_fwd_bwd
+        fns.update(torch_fns(torch, x, w, b, gy, dict(padding=p)))
     ms = interleaved_medians(fns, repeat=repeat, warmup=1)
     if torch is not None:
         ms["th_f"] = min(ms["th_f_nchw"], ms["th_f_cl"])
