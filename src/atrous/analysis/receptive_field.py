@@ -11,10 +11,10 @@ maps a tensor to its field, per axis (H and W) an :class:`~atrous.analysis.rf_ru
   adaptive pools) maps its input's field to its output's with its own settings. An op
   applied as a function (a summary row of a model imported from ONNX) is looked up below.
 - Any other tensor is found by walking the autograd graph back (``tensor._fn.parents``) to
-  tensors already in the table (a table keyed by graph identity, ``autograd.graph_ref``, as the
-  graph holds data-free ``Node``s for intermediate tensors). Each node on the way is mapped by its op: convolution and
-  pooling functions by their recorded geometry (a mean or max over H and W kept 4-D is a
-  global pooling), ``F.pad`` and slicing by the offset they apply, and everything else by
+  tensors already in the table (keyed by graph identity, ``autograd.graph_ref``: the graph
+  holds data-free ``Node``s for intermediate tensors). Each node on the way is mapped by its
+  op: convolution and pooling functions by their recorded geometry (a mean or max over H and
+  W kept 4-D is a global pooling), ``F.pad`` and slicing by the offset they apply, and everything else by
   shapes alone: an op that keeps H and W (activations, batch norm, ``+``, ``cat`` along
   channels) takes the union of its inputs' fields; an op that
   folds H and W away (flatten, a sum over them) becomes one unit seeing its whole input map.
@@ -48,10 +48,10 @@ from .trace import OpCall, first_tensor, trace
 __all__ = ["ReceptiveField", "receptive_field", "FieldTracker"]
 
 
-
 def _key(t):
     """The table key of a Tensor: the identity of what the autograd graph holds for it."""
     return id(graph_ref(t))
+
 
 class _Field(NamedTuple):
     h: Axis

@@ -173,6 +173,17 @@ def flip_weight(w, groups):
     return get_array_module(w).ascontiguousarray(wf).reshape(G * Cg, O // G, KH, KW)
 
 
+def input_grad_padding(kernel, input_hw, out_hw, padding, dilation=(1, 1)):
+    """Padding of gy under which the stride-1 forward convolution of gy with ``flip_weight(w)``
+    is the input gradient of y = conv(x, w): gx[h] = sum_kh gy[h + top - kh*DH] w[kh], so gy is
+    padded on top by DH*(KH-1) - top, and at the bottom so that exactly H rows come out. Every
+    algorithm's stride-1 input gradient is computed this way."""
+    (KH, KW), (H, W), (OH, OW) = kernel, input_hw, out_hw
+    (t, _), (l, _) = padding
+    eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
+    return (eh - t, H - OH + t), (ew - l, W - OW + l)
+
+
 def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, method="auto",
                algorithm="auto"):
     """dL/dx (N, C, H, W) of y = conv(x, w) with x of spatial size ``input_hw``, given gy.
@@ -196,11 +207,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     if method == "conv":
         if tuple(stride) != (1, 1):
             raise ValueError(f"input_grad: method='conv' needs stride 1, got {tuple(stride)}")
-        # gx[h] = sum_kh gy[h + top - kh*DH] w[kh]: gy padded on top by DH*(KH-1) - top,
-        # convolved with the flipped kernel; the bottom padding makes exactly H rows.
-        (t, _), (l, _) = padding
-        eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
-        pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
+        pad = input_grad_padding((KH, KW), (H, W), (OH, OW), padding, dilation)
         return forward(gy, flip_weight(w, G), (1, 1), pad, dilation, G, algorithm="gemm")
     if method != "col2im":
         raise ValueError(f"input_grad: method must be 'auto', 'conv' or 'col2im', got {method!r}")
@@ -214,4 +221,4 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     return gx
 
 
-__all__ = ["forward", "weight_grad", "input_grad", "flip_weight", "block_size", "GEMM_COLUMNS"]
+__all__ = ["forward", "weight_grad", "input_grad", "input_grad_padding", "flip_weight", "block_size", "GEMM_COLUMNS"]

@@ -182,12 +182,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     """dL/dx (N, C, H, W) given gy: at stride 1 the forward of gy with the flipped kernel."""
     if tuple(stride) != (1, 1):
         return conv_gemm.input_grad(gy, w, input_hw, stride, padding, dilation, groups, algorithm="gemm")
-    O, C, KH, KW = w.shape
-    H, W = input_hw
-    OH, OW = gy.shape[2:]
-    (t, _), (l, _) = padding
-    eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
-    pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
+    pad = conv_gemm.input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
     return forward(gy, conv_gemm.flip_weight(w, 1), (1, 1), pad, dilation, 1)
 
 

@@ -292,12 +292,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     """dL/dx (N, C, H, W) of y = conv2d(x, w) at stride 1: the FFT forward of gy with the
     flipped, in/out-swapped kernel; gx[h] = sum_k gy[h + top - k*DH] w[k] (as ``conv_gemm``)."""
     _check("input_grad", stride)
-    KH, KW = w.shape[2:]
-    OH, OW = gy.shape[2:]
-    H, W = input_hw
-    (t, _), (l, _) = padding
-    eh, ew = dilation[0] * (KH - 1), dilation[1] * (KW - 1)
-    pad = ((eh - t, H - OH + t), (ew - l, W - OW + l))
+    pad = conv_gemm.input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
     return forward(gy, conv_gemm.flip_weight(w, groups), (1, 1), pad, dilation, groups)
 
 

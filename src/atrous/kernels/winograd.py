@@ -439,10 +439,7 @@ def _weight_grad_compiled(x, gy, padding, m):
 def input_grad(gy, w, input_hw, padding=((0, 0), (0, 0)), m=2):
     """dL/dx (N, C, H, W) of y = conv2d(x, w, padding) (3x3, stride 1): the Winograd forward
     of gy with the flipped, channel-swapped kernel; gx[h] = sum_kh gy[h + top - kh] w[kh]."""
-    OH, OW = gy.shape[2:]
-    H, W = input_hw
-    (t, _), (l, _) = padding
-    pad = ((2 - t, H - OH + t), (2 - l, W - OW + l))
+    pad = conv_gemm.input_grad_padding((3, 3), input_hw, gy.shape[2:], padding)
     return forward(gy, conv_gemm.flip_weight(w, 1), pad, m)
 
 
