@@ -31,7 +31,7 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from . import conv_gemm
-from .im2col import output_size
+from .im2col import output_size, pad2d
 
 _ZERO = ((0, 0), (0, 0))
 
@@ -51,27 +51,6 @@ def _plan(x_shape, kernel, out_channels, out_hw, padding, itemsize):
     per_image = (KH * KW * C + out_channels) * P + C * (H + max(t, 0) + max(b, 0)) * (W + max(l, 0) + max(r, 0))
     block = conv_gemm.block_size(N, P)
     return block, conv_gemm.chunk_size(N, block, per_image, itemsize)
-
-
-def _pad_amounts(padding):
-    """((crop top, bottom, left, right), (pad top, bottom, left, right)) from signed padding."""
-    (t, b), (l, r) = padding
-    return (max(-t, 0), max(-b, 0), max(-l, 0), max(-r, 0)), (max(t, 0), max(b, 0), max(l, 0), max(r, 0))
-
-
-def _padded_shape(x_shape, padding):
-    N, C, H, W = x_shape
-    (ct, cb, cl, cr), (t, b, l, r) = _pad_amounts(padding)
-    return (N, H - ct - cb + t + b, W - cl - cr + l + r, C)
-
-
-def _fill_padded(x, padding, xpad):
-    """Write x (n, C, H, W) channels-last into the interior of xpad (n, Hp, Wp, C), whose border
-    is already zero; negative padding crops x first."""
-    (ct, cb, cl, cr), (t, _, l, _) = _pad_amounts(padding)
-    H, W = x.shape[2:]
-    x = x[:, :, ct : H - cb, cl : W - cr]
-    xpad[:, t : t + x.shape[2], l : l + x.shape[3], :] = x.transpose(0, 2, 3, 1)
 
 
 def _im2col_into(xpad, kernel, stride, dilation, out_hw, cols):
@@ -94,7 +73,7 @@ def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
     >>> im2col(np.arange(8.0).reshape(1, 2, 2, 2), (2, 2)).tolist()  # taps (kh, kw), then c
     [[0.0, 4.0, 1.0, 5.0, 2.0, 6.0, 3.0, 7.0]]
     """
-    parts = list(_chunks(x, kernel, stride, padding, dilation, 0, chunk=max(1, x.shape[0])))
+    parts = list(_chunks(x, kernel, stride, padding, dilation, chunk=max(1, x.shape[0])))
     if not parts:  # an empty batch
         return get_array_module(x).empty((0, kernel[0] * kernel[1] * x.shape[1]), dtype=x.dtype)
     return parts[0][2]
@@ -106,22 +85,23 @@ def _to_nchw(r, y):
     y.reshape(n, O, -1)[...] = r.reshape(n, -1, O).transpose(0, 2, 1)
 
 
-def _chunks(x, kernel, stride, padding, dilation, out_channels, chunk=None):
-    """Yield (n0, n1, cols) per chunk of images. The padded input and the columns live in two
-    buffers allocated once (the padding's zero border written once), so the caller must be done
-    with ``cols`` before asking for the next chunk."""
+def _chunks(x, kernel, stride, padding, dilation, chunk):
+    """Yield (n0, n1, cols) per chunk of ``chunk`` images. The padded input and the columns live
+    in two buffers allocated once (the padding's zero border written once), so the caller must
+    be done with ``cols`` before asking for the next chunk."""
     xp = get_array_module(x)
     N, C = x.shape[:2]
     KH, KW = kernel
     OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
-    if chunk is None:
-        chunk = _plan(x.shape, kernel, out_channels, (OH, OW), padding, x.dtype.itemsize)[1]
+    x = pad2d(x, tuple((min(lo, 0), min(hi, 0)) for lo, hi in padding))  # crops only (a view)
+    (t, b), (l, r) = ((max(lo, 0), max(hi, 0)) for lo, hi in padding)
+    H, W = x.shape[2:]
     chunk = max(1, min(chunk, N))
-    xpad = xp.zeros(_padded_shape((chunk,) + x.shape[1:], padding), dtype=x.dtype)
+    xpad = xp.zeros((chunk, H + t + b, W + l + r, C), dtype=x.dtype)
     buf = xp.empty((chunk * OH * OW, KH * KW * C), dtype=x.dtype)
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
-        _fill_padded(x[n0:n1], padding, xpad[: n1 - n0])
+        xpad[: n1 - n0, t : t + H, l : l + W, :] = x[n0:n1].transpose(0, 2, 3, 1)
         cols = buf[: (n1 - n0) * OH * OW]
         _im2col_into(xpad[: n1 - n0], kernel, stride, dilation, (OH, OW), cols)
         yield n0, n1, cols
@@ -143,8 +123,9 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
     if N == 0:
         return y
     wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
+    _, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
     r = None
-    for n0, n1, cols in _chunks(x, (KH, KW), stride, padding, dilation, O):
+    for n0, n1, cols in _chunks(x, (KH, KW), stride, padding, dilation, chunk):
         if r is None:
             r = xp.empty((cols.shape[0], O), dtype=x.dtype)
         rows = r[: cols.shape[0]]
@@ -160,9 +141,9 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
     O, OH, OW = gy.shape[1:]
     KH, KW = kernel
     P = OH * OW
-    block, _ = _plan(x.shape, kernel, O, (OH, OW), padding, x.dtype.itemsize)
+    block, chunk = _plan(x.shape, kernel, O, (OH, OW), padding, x.dtype.itemsize)
     gw = None
-    for n0, n1, cols in _chunks(x, kernel, stride, padding, dilation, O):
+    for n0, n1, cols in _chunks(x, kernel, stride, padding, dilation, chunk):
         m = (n1 - n0) // block
         # Per block: gw_cl (O, K) += gy_cl^T (O, B*P) @ cols (B*P, K), with gy_cl the
         # channels-last gy (B*P, O) -- a transposed copy the size of gy.
