@@ -13,6 +13,20 @@ from .. import nn
 __all__ = ["AlexNet", "AlexNetOriginal", "alexnet", "alexnet_original"]
 
 
+def _fc_head(num_classes, dropout):
+    """The three fully connected layers both variants end with: 6*6*256 -> 4096 -> 4096 ->
+    num_classes, dropout before the first two."""
+    return [
+        nn.Dropout(p=dropout),
+        nn.Linear(256 * 6 * 6, 4096),
+        nn.ReLU(),
+        nn.Dropout(p=dropout),
+        nn.Linear(4096, 4096),
+        nn.ReLU(),
+        nn.Linear(4096, num_classes),
+    ]
+
+
 class AlexNet(nn.Module):
     """torchvision's AlexNet (64/192/384/256/256 filters, no LRN).
 
@@ -39,15 +53,7 @@ class AlexNet(nn.Module):
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
         self.avgpool = nn.AdaptiveAvgPool2d((6, 6))
-        self.classifier = nn.Sequential(
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = nn.Sequential(*_fc_head(num_classes, dropout))
 
     def forward(self, x):
         x = self.avgpool(self.features(x))
@@ -91,16 +97,7 @@ class AlexNetOriginal(nn.Module):
             nn.ReLU(),
             nn.MaxPool2d(kernel_size=3, stride=2),
         )
-        self.classifier = nn.Sequential(
-            nn.Flatten(),
-            nn.Dropout(p=dropout),
-            nn.Linear(256 * 6 * 6, 4096),
-            nn.ReLU(),
-            nn.Dropout(p=dropout),
-            nn.Linear(4096, 4096),
-            nn.ReLU(),
-            nn.Linear(4096, num_classes),
-        )
+        self.classifier = nn.Sequential(nn.Flatten(), *_fc_head(num_classes, dropout))
 
     def forward(self, x):
         return self.classifier(self.features(x))

@@ -41,6 +41,17 @@ def conv1x1(in_planes, out_planes, stride=1):
     return nn.Conv2d(in_planes, out_planes, kernel_size=1, stride=stride, bias=False)
 
 
+
+def init_conv_bn(model):
+    """torchvision's ResNet initialisation, in module order: He-normal (fan_out) convolution
+    weights, batch norms at weight 1 and bias 0. The wide and segmentation ResNets use it too."""
+    for m in model.modules():
+        if isinstance(m, nn.Conv2d):
+            init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+        elif isinstance(m, nn.BatchNorm2d):
+            init.constant_(m.weight, 1)
+            init.constant_(m.bias, 0)
+
 class BasicBlock(nn.Module):
     """Two 3x3 convolutions plus the identity (or a projection ``downsample``).
 
@@ -152,13 +163,7 @@ class ResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(512 * block.expansion, num_classes)
 
-        # torchvision's initialisation; fc keeps Linear's default.
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                init.constant_(m.weight, 1)
-                init.constant_(m.bias, 0)
+        init_conv_bn(self)  # fc keeps Linear's default
         if zero_init_residual:
             for m in self.modules():
                 if isinstance(m, Bottleneck) and m.bn3.weight is not None:

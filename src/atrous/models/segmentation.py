@@ -46,8 +46,7 @@ from collections import OrderedDict
 
 from .. import nn
 from ..functional import cat, interpolate
-from ..nn import init
-from .resnet import BasicBlock, conv1x1, resnet50
+from .resnet import BasicBlock, conv1x1, init_conv_bn, resnet50
 
 __all__ = [
     "ASPP",
@@ -336,12 +335,7 @@ class TinyResNet(nn.Module):
         self.layer2 = self._make_layer(widths[1], depths[1], 2, dilate[0])
         self.layer3 = self._make_layer(widths[2], depths[2], 2, dilate[1])
         self.layer4 = self._make_layer(widths[3], depths[3], 2, dilate[2])
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                init.constant_(m.weight, 1)
-                init.constant_(m.bias, 0)
+        init_conv_bn(self)
 
     def _make_layer(self, planes, blocks, stride=1, dilate=False):
         previous = self.dilation

@@ -14,6 +14,7 @@ from __future__ import annotations
 from .. import functional as F
 from .. import nn
 from ..nn import init
+from .resnet import init_conv_bn
 
 __all__ = ["WideBasic", "WideResNet", "wide_resnet"]
 
@@ -74,14 +75,8 @@ class WideResNet(nn.Module):
         self.avgpool = nn.AdaptiveAvgPool2d((1, 1))
         self.fc = nn.Linear(widths[3], num_classes)
 
-        for m in self.modules():
-            if isinstance(m, nn.Conv2d):
-                init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-            elif isinstance(m, nn.BatchNorm2d):
-                init.constant_(m.weight, 1)
-                init.constant_(m.bias, 0)
-            elif isinstance(m, nn.Linear):
-                init.constant_(m.bias, 0)
+        init_conv_bn(self)
+        init.constant_(self.fc.bias, 0)
 
     @staticmethod
     def _make_layer(in_planes, out_planes, blocks, stride, dropout):
