@@ -182,7 +182,7 @@ def main():
     parser.add_argument("--no-memory", action="store_true", help="skip the peak-memory run")
     parser.add_argument(
         "--algorithm", default="auto",
-        help="atrous.config.conv_algorithm: auto, gemm, gemm_nhwc, winograd, winograd_f4, direct_depthwise, fft",
+        help="atrous.config.conv_algorithm: auto, gemm, gemm_nhwc, mec, winograd, winograd_f4, direct_depthwise, fft",
     )
     parser.add_argument("--autotune", action="store_true", help="atrous.config.conv_autotune = True")
     opts = parser.parse_args()

@@ -70,6 +70,8 @@ def _meant_for(name, cfg):
         return groups > 1 and groups == x_shape[1] and w_shape[1] == 1
     if name == "gemm_nhwc":
         return groups == 1
+    if name == "mec":
+        return groups == 1 and dilation[0] == 1
     if name == "fft":
         return groups == 1 and stride == (1, 1) and w_shape[2:] != (1, 1)
     return w_shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
@@ -177,9 +179,9 @@ def test_autotune_times_once_per_shape_then_hits_the_cache(rng, monkeypatch):
     monkeypatch.setattr(algorithms, "_autotune", lambda op, key, cands, args: timed.append((op, tuple(cands))) or real(op, key, cands, args))
     ref = _train_call(x, w, padding=1)
     assert sorted(op for op, _ in timed) == sorted(algorithms.OPS)
-    assert all(c == ("gemm", "gemm_nhwc", "winograd", "winograd_f4", "fft") for _, c in timed)
+    assert all(c == ("gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "fft") for _, c in timed)
     cache = algorithms.autotune_cache()
-    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "fft"}
+    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "fft"}
     key = ("forward", (2, 3, 6, 6), (4, 3, 3, 3), "float32", (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert key in cache
     timed.clear()
@@ -235,7 +237,7 @@ def test_heuristic_choices():
 
 def test_names():
     assert algorithms.names()[0] == "auto"
-    assert {"gemm", "gemm_nhwc", "winograd", "winograd_f4", "direct_depthwise", "fft"} <= set(algorithms.names())
+    assert {"gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "direct_depthwise", "fft"} <= set(algorithms.names())
 
 
 BIAS_CONFIGS = CONFIGS + [
@@ -262,7 +264,7 @@ def test_bias_is_added_in_the_forward_exactly_as_afterwards(cfg, rng, monkeypatc
             with monkeypatch.context() as m:
                 m.setattr(atrous.config, "workspace_bytes", 1)  # one block per chunk
                 small = algorithms.run("forward", x, w, None, stride, padding, dilation, groups, bias=b)
-            if name in ("gemm", "gemm_nhwc", "direct_depthwise"):  # chunking changes no sum
+            if name in ("gemm", "gemm_nhwc", "mec", "direct_depthwise"):  # chunking changes no sum
                 np.testing.assert_array_equal(small, yb, err_msg=name)
             else:  # FFT picks smaller tiles under a small workspace: other rounding
                 np.testing.assert_allclose(small, yb, rtol=0, atol=1e-5 * np.abs(yb).max(), err_msg=name)

@@ -161,13 +161,13 @@ def test_heuristic_sends_small_layers_here():
     h = algorithms.heuristic
     pad = ((1, 1), (1, 1))
     for op in algorithms.OPS:
-        assert h(op, (32, 16, 16, 16), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
+        assert h(op, (32, 64, 16, 16), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (32, 64, 8, 8), (128, 64, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # many channels
-        assert h(op, (32, 16, 32, 32), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # large images
+        assert h(op, (32, 64, 32, 32), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # large images
         assert h(op, (32, 16, 16, 16), (32, 16, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"
-    # an RGB input layer: runs of 3*3 values are too short; its input gradient (16 channels) is not
-    assert h("forward", (32, 3, 16, 16), (16, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"
-    assert h("weight_grad", (32, 3, 16, 16), (16, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"
-    assert h("input_grad", (32, 3, 16, 16), (16, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
+    # an RGB input layer: runs of 3*3 values are too short; its input gradient (64 channels) is not
+    assert h("forward", (32, 3, 16, 16), (64, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"
+    assert h("weight_grad", (32, 3, 16, 16), (64, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"
+    assert h("input_grad", (32, 3, 16, 16), (64, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
