@@ -47,7 +47,7 @@ def supports(x_shape, w_shape, stride, padding, dilation, groups):
 def _plan(x_shape, kernel, out_channels, out_hw, padding, itemsize):
     """(block, chunk): images per weight-gradient GEMM, and per chunk of the workspace."""
     N, C, H, W = x_shape
-    (KH, KW), (OH, OW) = kernel, out_hw
+    KW, (OH, OW) = kernel[1], out_hw
     (t, b), (l, r) = ((max(lo, 0), max(hi, 0)) for lo, hi in padding)
     Hp, Wp = H + t + b, W + l + r
     per_image = OW * Hp * KW * C + OH * OW * out_channels + Hp * Wp * C  # L, GEMM result, xpad
