@@ -4,7 +4,9 @@ Batch norm works on a (N, C, M) view of any (N, C, *) input, M the product of th
 sizes, so one code path serves (N, C), (N, C, L) and (N, C, H, W). The per-channel reductions
 over (N, M) are ``einsum`` contractions, which read memory once and allocate nothing, and the
 backward is the closed form (three per-channel sums, then one elementwise expression) rather
-than a chain of small ops.
+than a chain of small ops. An input whose memory has the channels innermost (``atrous.layout``:
+what some convolution algorithms return) is seen as an (M, C) matrix instead, and the outputs
+and gradients keep its layout.
 """
 from __future__ import annotations
 
@@ -14,6 +16,7 @@ import numpy as np  # noqa: F401  (the doctest examples use np)
 
 from .._validate import check_float
 from ..autograd import Function, is_grad_enabled
+from .. import layout
 from ..backend import get_array_module
 from ..tensor import Tensor, _as_array
 
@@ -24,29 +27,56 @@ def _array(x):
     return x.data if isinstance(x, Tensor) else _as_array(x)
 
 
-def _per_channel(v):
-    """A (C,) vector as (1, C, 1), to broadcast against the (N, C, M) view."""
-    return v.reshape(1, -1, 1)
+class _Channels:
+    """How batch norm views an (N, C, *) array of a given layout: (N, C, M) for NCHW memory, an
+    (M, C) matrix when the channels are innermost (``atrous.layout``); per-channel vectors,
+    sums and dot products in that view, and the way back to the (N, C, *) shape and layout."""
+
+    def __init__(self, x):
+        self.shape = x.shape
+        self.order = layout.channels_last_order(x)
+
+    def view(self, a):
+        if self.order is None:
+            return a.reshape(self.shape[0], self.shape[1], -1)
+        return layout.channel_matrix(a, self.order)
+
+    def per_channel(self, v):
+        """A (C,) vector shaped to broadcast against the view."""
+        return v.reshape(1, -1, 1) if self.order is None else v.reshape(1, -1)
+
+    def sum(self, a):
+        return get_array_module(a).einsum("ncm->c", a) if self.order is None else layout.column_sums(a)
+
+    def dot(self, a, b):
+        return get_array_module(a).einsum("ncm,ncm->c", a, b) if self.order is None else layout.column_dots(a, b)
+
+    def restore(self, a):
+        if self.order is None:
+            return a.reshape(self.shape)
+        return layout.from_channel_matrix(a, self.shape, self.order)
 
 
 class _BatchNorm(Function):
-    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel, on x viewed as (N, C, M)."""
+    """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel, on x viewed as (N, C, M)
+    (or as (M, C) when its channels are innermost in memory; see ``_Channels``)."""
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp = get_array_module(x)
-        shape, (N, C) = x.shape, x.shape[:2]
-        x3 = x.reshape(N, C, -1)
-        count = N * x3.shape[2]
+        ch = self.channels = _Channels(x)
+        _per_channel = ch.per_channel
+        x3 = ch.view(x)
+        count = x.size // max(1, x.shape[1])
         dt = x.dtype.type
-        self.shape, self.training, self.count = shape, training, count
+        self.training, self.count = training, count
         self.has_weight = weight is not None
         keep = is_grad_enabled() and any(self.needs_input_grad)
 
         if training:
-            mean = xp.einsum("ncm->c", x3) / dt(count)
+            mean = ch.sum(x3) / dt(count)
             xc = x3 - _per_channel(mean)
             # Biased variance normalises; the unbiased one feeds the running estimate (as torch).
-            var = xp.einsum("ncm,ncm->c", xc, xc) / dt(count)
+            var = ch.dot(xc, xc) / dt(count)
             invstd = 1 / xp.sqrt(var + dt(eps))
             if running_mean is not None:
                 m = momentum
@@ -60,7 +90,7 @@ class _BatchNorm(Function):
                 y += _per_channel(bias)
             if keep:
                 self.xc, self.invstd, self.scale = xc, invstd, scale
-            return y.reshape(shape)
+            return ch.restore(y)
 
         # Evaluation: a fixed per-channel affine map y = x * scale + shift.
         invstd = 1 / xp.sqrt(running_var.astype(x.dtype) + dt(eps))
@@ -73,19 +103,20 @@ class _BatchNorm(Function):
         y += _per_channel(shift)
         if keep:
             self.x3, self.mean, self.invstd, self.scale = x3, mean, invstd, scale
-        return y.reshape(shape)
+        return ch.restore(y)
 
     def backward(self, g):
-        xp = get_array_module(g)
-        g3 = g.reshape(self.shape[0], self.shape[1], -1)
+        ch = self.channels
+        _per_channel = ch.per_channel
+        g3 = ch.view(g)  # a copy if g has another layout than x
         need_x, need_w, need_b = self.needs_input_grad
         gx = gw = gb = None
-        gsum = xp.einsum("ncm->c", g3) if (need_b or (self.training and need_x)) else None
+        gsum = ch.sum(g3) if (need_b or (self.training and need_x)) else None
         if need_b:
             gb = gsum
         if self.training:
             # dotp = sum (x - mean) * g; gweight = dotp * invstd.
-            dotp = xp.einsum("ncm,ncm->c", g3, self.xc) if (need_w or need_x) else None
+            dotp = ch.dot(g3, self.xc) if (need_w or need_x) else None
             if need_w:
                 gw = dotp * self.invstd
             if need_x:
@@ -96,14 +127,14 @@ class _BatchNorm(Function):
                 gx += _per_channel(-gsum / n)
                 gx += g3
                 gx *= _per_channel(self.scale)
-                gx = gx.reshape(self.shape)
+                gx = ch.restore(gx)
         else:
             if need_w:
                 # sum g * (x - mean) * invstd, without materialising x - mean.
-                gw = (xp.einsum("ncm,ncm->c", g3, self.x3) - self.mean * xp.einsum("ncm->c", g3))
+                gw = (ch.dot(g3, self.x3) - self.mean * ch.sum(g3))
                 gw = gw * self.invstd
             if need_x:
-                gx = (g3 * _per_channel(self.scale)).reshape(self.shape)
+                gx = ch.restore(g3 * _per_channel(self.scale))
         return gx, gw, gb
 
 

@@ -9,8 +9,10 @@ per output position, its entries ordered (kh, kw, c). Two things make this layou
 * the GEMM is tall and thin, ``(positions, K) @ (K, O)``, which OpenBLAS runs 1.2-1.5x faster
   than the wide-and-short ``(O, K) @ (K, positions)`` when O is small (16-128 filters).
 
-The price is two transposes of the size of the input and of the output (NCHW <-> NHWC), far
-smaller than the KH*KW-times larger column matrix they make cheaper.
+The price is a transpose of the input into the padded channels-last buffer, far smaller than
+the KH*KW-times larger column matrix it makes cheaper. The output is not transposed back: y is
+returned as the NCHW-shaped view of the GEMM result, channels innermost (``atrous.layout``),
+and the weight gradient reads a gy in that layout without a copy.
 
 Shapes (groups == 1)::
 
@@ -18,7 +20,7 @@ Shapes (groups == 1)::
     cols:  (n*P, K)     row n*P + oh*OW + ow, column (kh*KW + kw)*C + c
     w_cl:  (O, K)       w.transpose(0, 2, 3, 1): the weight in the same (kh, kw, c) order
 
-    forward      y_cl (n*P, O) = cols @ w_cl^T              then y = y_cl -> NCHW
+    forward      y_cl (n*P, O) = cols @ w_cl^T              y: y_cl viewed as (N, O, OH, OW)
     weight_grad  gw_cl (O, K)  = gy_cl^T (O, n*P) @ cols     summed over chunks in order
     input_grad   stride 1: forward of gy with the flipped kernel (as conv_gemm); else conv_gemm
 
@@ -79,12 +81,6 @@ def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
     return parts[0][2]
 
 
-def _to_nchw(r, y):
-    """Write r (n*P, O) into y (n, O, OH, OW)."""
-    n, O = y.shape[:2]
-    y.reshape(n, O, -1)[...] = r.reshape(n, -1, O).transpose(0, 2, 1)
-
-
 def _chunks(x, kernel, stride, padding, dilation, chunk):
     """Yield (n0, n1, cols) per chunk of ``chunk`` images. The padded input and the columns live
     in two buffers allocated once (the padding's zero border written once), so the caller must
@@ -114,24 +110,20 @@ def weight_cl(w):
 
 
 def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
-    """y = conv(x, w) (N, O, OH, OW), no bias; see the module docstring."""
+    """y = conv(x, w) (N, O, OH, OW), no bias; see the module docstring. y's memory is the GEMMs'
+    result, channels last (``atrous.layout``)."""
     xp = get_array_module(x, w)
     N = x.shape[0]
     O, C, KH, KW = w.shape
     OH, OW = output_size(x.shape[2:], (KH, KW), stride, padding, dilation)
-    y = xp.empty((N, O, OH, OW), dtype=x.dtype)
-    if N == 0:
-        return y
-    wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
-    _, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
-    r = None
-    for n0, n1, cols in _chunks(x, (KH, KW), stride, padding, dilation, chunk):
-        if r is None:
-            r = xp.empty((cols.shape[0], O), dtype=x.dtype)
-        rows = r[: cols.shape[0]]
-        xp.matmul(cols, wt, out=rows)
-        _to_nchw(rows, y[n0:n1])
-    return y
+    P = OH * OW
+    r = xp.empty((N * P, O), dtype=x.dtype)
+    if N > 0:
+        wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
+        _, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
+        for n0, n1, cols in _chunks(x, (KH, KW), stride, padding, dilation, chunk):
+            xp.matmul(cols, wt, out=r[n0 * P : n1 * P])
+    return r.reshape(N, OH, OW, O).transpose(0, 3, 1, 2)
 
 
 def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
@@ -146,9 +138,9 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
     for n0, n1, cols in _chunks(x, kernel, stride, padding, dilation, chunk):
         m = (n1 - n0) // block
         # Per block: gw_cl (O, K) += gy_cl^T (O, B*P) @ cols (B*P, K), with gy_cl the
-        # channels-last gy (B*P, O) -- a transposed copy the size of gy.
-        gcl = xp.ascontiguousarray(gy[n0:n1].reshape(n1 - n0, O, P).transpose(0, 2, 1))
-        parts = xp.matmul(gcl.reshape(m, block * P, O).transpose(0, 2, 1), cols.reshape(m, block * P, -1))
+        # channels-last gy (B*P, O): a view of a gy in forward's layout, else a copy.
+        gcl = gy[n0:n1].transpose(0, 2, 3, 1).reshape(m, block * P, O)
+        parts = xp.matmul(gcl.transpose(0, 2, 1), cols.reshape(m, block * P, -1))
         for part in parts:  # summed in batch order, whatever the chunk size
             if gw is None:
                 gw = part.copy()

@@ -24,6 +24,12 @@ must be 1 (any horizontal dilation works). The GEMMs are as tall as n*OW; this p
 images are large next to their channel count (CIFAR's 16-32 channel layers), while on
 64+ channels the longer GEMMs of plain im2col win (measured in ``algorithms.heuristic``).
 
+The output keeps the GEMMs' memory order: y is an (N, O, OH, OW) array whose memory is laid out
+(OH, N, OW, O), channels innermost, as ``torch.channels_last`` keeps NCHW shapes over NHWC
+memory. Copying it to NCHW would cost a pass over y for nothing: elementwise ops keep the
+layout (``atrous.layout``), the next layer's lowering reads runs of C contiguous values from it,
+and its gradient in the same layout is the weight gradient's GEMM operand as it is.
+
 Batches run in chunks of images that fit ``conv_gemm.chunk_size``'s workspace, reusing one padded
 buffer and one lowered buffer. The weight gradient adds one GEMM per (block of images, output
 row) in a fixed order, so chunked results are bitwise identical to unchunked ones.
@@ -94,19 +100,14 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
     N = x.shape[0]
     O, C, KH, KW = w.shape
     OH, OW = output_size(x.shape[2:], (KH, KW), stride, padding, dilation)
-    y = xp.empty((N, O, OH, OW), dtype=x.dtype)
-    if N == 0:
-        return y
-    wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
-    _, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
-    r = None
-    for n0, n1, rows in _lowered_chunks(x, (KH, KW), stride, padding, dilation, chunk):
-        if r is None:
-            r = xp.empty((OH, rows.shape[1] * O), dtype=x.dtype)
-        out = r[:, : rows.shape[1] * O].reshape(OH, rows.shape[1], O)
-        xp.matmul(rows, wt, out=out)  # one GEMM per output row, straight from L
-        y[n0:n1] = out.reshape(OH, n1 - n0, OW, O).transpose(1, 3, 0, 2)
-    return y
+    r = xp.empty((OH, N * OW, O), dtype=x.dtype)  # y, rows (oh, n, ow) and channels last
+    if N > 0:
+        wt = weight_cl(w).T  # (K, O), a transposed view: BLAS reads it as is
+        _, chunk = _plan(x.shape, (KH, KW), O, (OH, OW), padding, x.dtype.itemsize)
+        for n0, n1, rows in _lowered_chunks(x, (KH, KW), stride, padding, dilation, chunk):
+            # one GEMM per output row, straight from L into y's memory
+            xp.matmul(rows, wt, out=r[:, n0 * OW : n1 * OW])
+    return r.reshape(OH, N, OW, O).transpose(1, 3, 0, 2)
 
 
 def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
@@ -122,8 +123,9 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
     gw = xp.zeros((K, O), dtype=x.dtype)
     part = xp.empty((K, O), dtype=x.dtype)
     for n0, n1, rows in _lowered_chunks(x, kernel, stride, padding, dilation, chunk):
-        # gy of the chunk as (OH, n*OW, O): row (n, ow) of output row oh, like rows[oh]
-        gcl = xp.ascontiguousarray(gy[n0:n1].transpose(2, 0, 3, 1)).reshape(OH, -1, O)
+        # gy of the chunk as (OH, n*OW, O): row (n, ow) of output row oh, like rows[oh]; a view
+        # of a gy in forward's layout, else a copy
+        gcl = gy[n0:n1].transpose(2, 0, 3, 1).reshape(OH, -1, O)
         for b0 in range(0, (n1 - n0) * OW, block * OW):  # the same blocks whatever the chunk
             b1 = b0 + block * OW
             for oh in range(OH):
