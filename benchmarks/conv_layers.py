@@ -3,8 +3,12 @@
 For each layer: forward alone and forward + backward (gradients of input, weight and bias),
 float32, 2 threads each, median ms over 9 rounds timed round-robin (so both libraries see the
 same background load), GFLOP/s (a forward is 2*N*O*OH*OW*C/groups*KH*KW flops,
-forward + backward three times that), and the ratio atrous / torch, where torch is the better
-of its contiguous (NCHW) and channels_last layouts. Then the geometric mean of the ratios.
+forward + backward three times that), and the ratio atrous / torch. Each library is timed in
+two layouts, with x and gy contiguous (NCHW) and with their memory channels-last (torch's
+``channels_last``; for atrous an NCHW-shaped view of NHWC memory, the layout its fast
+convolutions return, see ``atrous.layout``), and the better of the two counts; the column
+``cl`` marks where atrous's channels-last time was the better. Then the geometric means of the
+ratios, and the same with atrous held to NCHW inputs.
 
 Last, in a fresh subprocess each, the peak memory of one (64, 3, 512, 512) x 3x3x64 conv2d
 (padding 1) under the default workspace limit, by tracemalloc (NumPy's allocations) and by
@@ -116,23 +120,30 @@ def bench_layer(cfg, F, atrous, torch):
     args = dict(stride=s, padding=p, dilation=d, groups=g)
     gy = rng.standard_normal(F.conv2d(x, w, b, **args).shape, dtype=np.float32)
 
-    def at_fwd():
-        F.conv2d(x, w, b, **args)
+    fns = {}
+    for tag, (xa, ga) in (("nchw", (x, gy)), ("cl", (channels_last(x), channels_last(gy)))):
+        X, W, B = (atrous.Tensor(a, requires_grad=True) for a in (xa, w, b))
 
-    X, W, B = (atrous.Tensor(a, requires_grad=True) for a in (x, w, b))
+        def at_fwd(xa=xa):
+            F.conv2d(xa, w, b, **args)
 
-    def at_fwd_bwd():
-        X.grad = W.grad = B.grad = None
-        F.conv2d(X, W, B, **args).backward(gy)
+        def at_fwd_bwd(X=X, W=W, B=B, ga=ga):
+            X.grad = W.grad = B.grad = None
+            F.conv2d(X, W, B, **args).backward(ga)
 
-    fns = {"at_f": at_fwd, "at_fb": at_fwd_bwd}
+        fns[f"at_f_{tag}"], fns[f"at_fb_{tag}"] = at_fwd, at_fwd_bwd
     if torch is not None:
         fns.update(torch_fns(torch, x, w, b, gy, args))
     ms = interleaved_medians(fns)
-    at = (ms["at_f"], ms["at_fb"])
+    at = {op: (ms[f"at_{op}_nchw"], ms[f"at_{op}_cl"]) for op in ("f", "fb")}
     if torch is None:
         return at, None
     return at, (min(ms["th_f_nchw"], ms["th_f_cl"]), min(ms["th_fb_nchw"], ms["th_fb_cl"]))
+
+
+def channels_last(a):
+    """a's values, NCHW-shaped, with NHWC memory (as torch's channels_last)."""
+    return np.ascontiguousarray(a.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
 
 
 PAUSE_S = 0.03  # idle time before each (untimed, timed) pair of calls
@@ -201,25 +212,29 @@ def main():
         import torch
     except ImportError:
         torch = None
-    cols = "layer            fwd ms  torch  GF/s  ratio | f+b ms   torch  GF/s  ratio"
+    cols = "layer            fwd ms cl  torch  GF/s  ratio | f+b ms cl   torch  GF/s  ratio"
     print(cols)
-    ratios_f, ratios_fb = [], []
+    ratios = {"f": [], "fb": [], "f_nchw": [], "fb_nchw": []}
     for name in opts.layers.split(","):
         cfg = LAYERS[name] if name in LAYERS else EXTRA_LAYERS[name]
         fl = layer_flops(*cfg) / 1e6  # MFLOP, so MFLOP / ms = GFLOP/s
-        (af, afb), th = bench_layer(cfg, F, atrous, torch)
+        at, th = bench_layer(cfg, F, atrous, torch)
+        (af, afb), mark = (min(at["f"]), min(at["fb"])), {op: " *" if at[op][1] < at[op][0] else "  " for op in at}
         if th is None:
-            print(f"{name:15s} {af:7.2f}      - {fl / af:5.0f}      - | {afb:7.2f}       - {3 * fl / afb:5.0f}")
+            print(f"{name:15s} {af:7.2f}{mark['f']}      - {fl / af:5.0f}      - | "
+                  f"{afb:7.2f}{mark['fb']}       - {3 * fl / afb:5.0f}")
             continue
         rf, rfb = af / th[0], afb / th[1]
-        ratios_f.append(rf)
-        ratios_fb.append(rfb)
+        for key, value in (("f", rf), ("fb", rfb), ("f_nchw", at["f"][0] / th[0]), ("fb_nchw", at["fb"][0] / th[1])):
+            ratios[key].append(value)
         print(
-            f"{name:15s} {af:7.2f} {th[0]:6.2f} {fl / af:5.0f} {rf:6.2f} | "
-            f"{afb:7.2f} {th[1]:7.2f} {3 * fl / afb:5.0f} {rfb:6.2f}"
+            f"{name:15s} {af:7.2f}{mark['f']} {th[0]:6.2f} {fl / af:5.0f} {rf:6.2f} | "
+            f"{afb:7.2f}{mark['fb']} {th[1]:7.2f} {3 * fl / afb:5.0f} {rfb:6.2f}"
         )
-    if ratios_f:
-        print(f"geometric mean ratio: forward {geomean(ratios_f):.2f}, forward+backward {geomean(ratios_fb):.2f}")
+    if ratios["f"]:
+        g = {k: geomean(v) for k, v in ratios.items()}
+        print(f"geometric mean ratio: forward {g['f']:.2f}, forward+backward {g['fb']:.2f} "
+              f"(atrous on NCHW inputs only: forward {g['f_nchw']:.2f}, forward+backward {g['fb_nchw']:.2f})")
     if not opts.no_memory:
         memory_report()
 

@@ -113,3 +113,28 @@ def test_cifar_block_with_channels_innermost_activations_matches_torch(torch, rn
     for got, want in [(y.data, ty), (X.grad, tx.grad)] + [(W.grad, tw.grad) for W, tw in zip(Ws, tws)]:
         want = want.detach().numpy()
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()))
+
+
+@pytest.mark.parametrize("stride", [(1, 1), (2, 2), (2, 1)])
+@pytest.mark.parametrize("order", [(0, 2, 3, 1), (2, 0, 3, 1)])
+def test_pointwise_convolution_of_channels_innermost_input_is_one_gemm_and_exact(rng, stride, order):
+    """kernels.pointwise against the NCHW engine on the same values (float64, so to 1e-12),
+    through conv_gemm's entry points; outputs and the input gradient keep the layout."""
+    from atrous.kernels import conv_gemm, pointwise
+
+    x = rng.standard_normal((3, 8, 7, 6))
+    w = rng.standard_normal((5, 8, 1, 1))
+    args = (stride, ((0, 0), (0, 0)), (1, 1), 1)
+    ref_y = conv_gemm.forward(x, w, *args, algorithm="gemm")
+    gy = rng.standard_normal(ref_y.shape)
+    ref_gw = conv_gemm.weight_grad(x, gy, (1, 1), *args, algorithm="gemm")
+    ref_gx = conv_gemm.input_grad(gy, w, x.shape[2:], *args, algorithm="gemm")
+    xl, gl = in_memory_order(x, order), in_memory_order(gy, order)
+    assert pointwise.applies(xl, (1, 1), args[1], 1) and not pointwise.applies(x, (1, 1), args[1], 1)
+    y = conv_gemm.forward(xl, w, *args, algorithm="gemm")
+    gx = conv_gemm.input_grad(gl, w, x.shape[2:], *args, algorithm="gemm")
+    np.testing.assert_allclose(y, ref_y, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_gemm.weight_grad(xl, gl, (1, 1), *args, algorithm="gemm"), ref_gw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(conv_gemm.weight_grad(xl, gy, (1, 1), *args, algorithm="gemm"), ref_gw, rtol=1e-12, atol=1e-12)
+    np.testing.assert_allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
+    assert layout.channels_last_order(y) == order and layout.channels_last_order(gx) == order

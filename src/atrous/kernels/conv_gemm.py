@@ -29,11 +29,14 @@ chunk's working memory -- columns, GEMM result and padded input, per image
 (the bounded workspace; at least one block) and under ``CHUNK_BYTES``, so the columns are
 still in cache when the GEMM reads them. Chunked results are bitwise identical to unchunked.
 The bound is per block: one image whose columns alone exceed the limit is still done whole.
-A 1x1 convolution without padding needs no columns: the (strided) input is its own matrix.
+A 1x1 convolution without padding needs no columns: the (strided) input is its own matrix,
+per image for NCHW memory, or whole as (pixels, C) when its channels are innermost
+(``kernels.pointwise``).
 """
 from __future__ import annotations
 
 from ..backend import config, get_array_module
+from . import pointwise
 from .im2col import col2im, im2col_chunks, output_size
 
 _ZERO = ((0, 0), (0, 0))
@@ -105,6 +108,8 @@ def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, algor
     G, Og = groups, O // groups
     OH, OW = output_size((H, W), (KH, KW), stride, padding, dilation)
     P = OH * OW
+    if N > 0 and pointwise.applies(x, (KH, KW), padding, G):  # channels innermost: one GEMM
+        return pointwise.forward(x, w, stride, (OH, OW))
     y = xp.empty((N, O, OH, OW), dtype=x.dtype)
     if N == 0:
         return y
@@ -143,6 +148,8 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
     K = Cg * KH * KW
     if N == 0:
         return xp.zeros((O, Cg, KH, KW), dtype=x.dtype)
+    if pointwise.applies(x, kernel, padding, G):
+        return pointwise.weight_grad(x, gy, stride)
     if _pointwise(kernel, padding):
         xs = _subsample(x, (OH, OW), stride).reshape(N, G, Cg, P)
         per_chunk = [xp.matmul(gy.reshape(N, G, Og, P), xs.transpose(0, 1, 3, 2))]
@@ -202,6 +209,8 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     H, W = input_hw
     G = groups
     C = Cg * G
+    if method == "auto" and N > 0 and pointwise.applies(gy, (KH, KW), padding, G):
+        return pointwise.input_grad(gy, w, (H, W), stride)
     if method == "auto":
         method = "conv" if tuple(stride) == (1, 1) else "col2im"
     if method == "conv":

@@ -32,7 +32,8 @@ and its gradient in the same layout is the weight gradient's GEMM operand as it 
 
 Batches run in chunks of images that fit ``conv_gemm.chunk_size``'s workspace, reusing one padded
 buffer and one lowered buffer. The weight gradient adds one GEMM per (block of images, output
-row) in a fixed order, so chunked results are bitwise identical to unchunked ones.
+row) in a fixed order (rows of a block batched into one matmul, their products then summed),
+so chunked results are bitwise identical to unchunked ones.
 """
 from __future__ import annotations
 
@@ -43,6 +44,7 @@ from .im2col import output_size, pad2d
 
 _ZERO = ((0, 0), (0, 0))
 GEMM_ROWS = 2048  # images are blocked until one output row's GEMM has about this many rows
+PARTS_BYTES = 4 << 20  # the weight gradient's per-row (K, O) products held at once
 
 
 def supports(x_shape, w_shape, stride, padding, dilation, groups):
@@ -121,16 +123,20 @@ def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), gr
         return xp.zeros((O, C, KH, KW), dtype=x.dtype)
     block, chunk = _plan(x.shape, kernel, O, (OH, OW), padding, x.dtype.itemsize)
     gw = xp.zeros((K, O), dtype=x.dtype)
-    part = xp.empty((K, O), dtype=x.dtype)
+    # output rows per batched matmul: their (K, O) products are summed afterwards
+    group = max(1, min(OH, PARTS_BYTES // (K * O * x.dtype.itemsize)))
+    parts = xp.empty((group, K, O), dtype=x.dtype)
     for n0, n1, rows in _lowered_chunks(x, kernel, stride, padding, dilation, chunk):
         # gy of the chunk as (OH, n*OW, O): row (n, ow) of output row oh, like rows[oh]; a view
         # of a gy in forward's layout, else a copy
         gcl = gy[n0:n1].transpose(2, 0, 3, 1).reshape(OH, -1, O)
         for b0 in range(0, (n1 - n0) * OW, block * OW):  # the same blocks whatever the chunk
             b1 = b0 + block * OW
-            for oh in range(OH):
-                xp.matmul(rows[oh, b0:b1].T, gcl[oh, b0:b1], out=part)
-                gw += part
+            for h0 in range(0, OH, group):
+                h1 = min(OH, h0 + group)
+                out = parts[: h1 - h0]
+                xp.matmul(rows[h0:h1, b0:b1].transpose(0, 2, 1), gcl[h0:h1, b0:b1], out=out)
+                gw += out.sum(axis=0)
     return xp.ascontiguousarray(gw.reshape(KH, KW, C, O).transpose(3, 2, 0, 1))
 
 
