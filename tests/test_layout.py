@@ -138,3 +138,16 @@ def test_pointwise_convolution_of_channels_innermost_input_is_one_gemm_and_exact
     np.testing.assert_allclose(conv_gemm.weight_grad(xl, gy, (1, 1), *args, algorithm="gemm"), ref_gw, rtol=1e-12, atol=1e-12)
     np.testing.assert_allclose(gx, ref_gx, rtol=1e-12, atol=1e-12)
     assert layout.channels_last_order(y) == order and layout.channels_last_order(gx) == order
+
+
+@pytest.mark.parametrize("order", [None, (0, 2, 3, 1), (2, 0, 3, 1)])
+def test_channel_sums_and_bias_add_in_any_layout(rng, order):
+    x = rng.standard_normal((3, 16, 5, 7)).astype(np.float32)
+    v = rng.standard_normal(16).astype(np.float32)
+    a = x.copy() if order is None else in_memory_order(x, order)
+    np.testing.assert_allclose(layout.channel_sums(a), x.astype(np.float64).sum((0, 2, 3)), rtol=0, atol=1e-5)
+    strides = a.strides
+    assert layout.add_per_channel_(a, v) is a and a.strides == strides
+    np.testing.assert_array_equal(a, x + v.reshape(1, -1, 1, 1))
+    y = rng.standard_normal((2, 3, 4)).astype(np.float32)  # (N, C, L)
+    np.testing.assert_array_equal(layout.add_per_channel_(y.copy(), v[:3]), y + v[:3].reshape(1, 3, 1))

@@ -20,9 +20,11 @@ from __future__ import annotations
 
 from .backend import get_array_module
 
-__all__ = ["channels_last_order", "channel_matrix", "from_channel_matrix", "column_sums", "column_dots"]
+__all__ = ["channels_last_order", "channel_matrix", "from_channel_matrix", "column_sums", "column_dots",
+           "wide_rows", "channel_sums", "add_per_channel_"]
 
 ROWS = 128  # rows summed per GEMV: partial sums of 128 values, then a sum of the partials
+ROW_VALUES = 512  # wide_rows: about this many values per row of the widened matrix
 
 
 def channels_last_order(a):
@@ -74,3 +76,38 @@ def column_dots(a, b):
     xp = get_array_module(a, b)
     (ha, ta), (hb, tb) = _blocks(xp.ascontiguousarray(a)), _blocks(xp.ascontiguousarray(b))
     return xp.einsum("krc,krc->kc", ha, hb).sum(axis=0) + xp.einsum("mc,mc->c", ta, tb)
+
+
+def wide_rows(M, C):
+    """k such that the (M, C) matrix is viewed as (M/k, k*C), rows of about ROW_VALUES values.
+    Elementwise passes with a per-channel operand broadcast along rows of only C values spend
+    their time in NumPy's per-row overhead; tiling the operand k times makes the rows long."""
+    k = max(1, min(M, ROW_VALUES // max(1, C)))
+    while M % k:
+        k -= 1
+    return k
+
+
+def channel_sums(a):
+    """Per-channel sums (C,) of an (N, C, *) array in any layout, reading its memory in order."""
+    xp = get_array_module(a)
+    order = channels_last_order(a)
+    if order is None:
+        return xp.einsum("ncm->c", a.reshape(a.shape[0], a.shape[1], -1))
+    C = a.shape[1]
+    k = wide_rows(a.size // C, C)
+    return column_sums(channel_matrix(a, order).reshape(-1, k * C)).reshape(k, C).sum(axis=0)
+
+
+def add_per_channel_(a, v):
+    """In place: a[:, c] += v[c] for an (N, C, *) array ``a`` in any layout; returns a."""
+    xp = get_array_module(a)
+    order = channels_last_order(a)
+    if order is None:
+        a += v.reshape((1, -1) + (1,) * (a.ndim - 2))
+        return a
+    C = a.shape[1]
+    k = wide_rows(a.size // C, C)
+    rows = channel_matrix(a, order).reshape(-1, k * C)  # a view: a is dense in that order
+    rows += xp.tile(v, k)
+    return a

@@ -39,6 +39,7 @@ import contextlib
 import time
 
 from ..backend import config
+from ..layout import add_per_channel_
 from ._numba import enabled as numba_enabled
 from . import conv_gemm, conv_nhwc, fft, mec, winograd
 
@@ -336,7 +337,7 @@ def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
 
 def _add_bias(y, bias):
     if bias is not None:
-        y += bias.reshape(1, -1, 1, 1)
+        add_per_channel_(y, bias)  # y may have its channels innermost (atrous.layout)
     return y
 
 
