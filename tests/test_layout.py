@@ -151,3 +151,18 @@ def test_channel_sums_and_bias_add_in_any_layout(rng, order):
     np.testing.assert_array_equal(a, x + v.reshape(1, -1, 1, 1))
     y = rng.standard_normal((2, 3, 4)).astype(np.float32)  # (N, C, L)
     np.testing.assert_array_equal(layout.add_per_channel_(y.copy(), v[:3]), y + v[:3].reshape(1, 3, 1))
+
+
+def test_heuristic_keeps_channels_innermost_inputs_on_the_channels_last_engine(rng):
+    pad = ((1, 1), (1, 1))
+    h = algorithms.heuristic
+    for op in algorithms.OPS:
+        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"
+        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1, channels_last=True) == "gemm_nhwc"
+        assert h(op, (8, 64, 56, 56), (64, 64, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1, channels_last=True) == "gemm"
+    x = in_memory_order(rng.standard_normal((2, 16, 40, 40)).astype(np.float32), (0, 2, 3, 1))
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    y = F.conv2d(x, w, padding=1)  # 40 pixels wide: not MEC's; NHWC in, so the channels-last GEMM
+    assert layout.channels_last_order(y.data) == (0, 2, 3, 1)
+    np.testing.assert_allclose(y.data, F.conv2d(np.ascontiguousarray(x), w, padding=1).data, rtol=0, atol=1e-4)
+    assert layout.channels_last_order(F.conv2d(np.ascontiguousarray(x), w, padding=1).data) is None

@@ -31,7 +31,8 @@ Choice, for each call (``select``):
 2. ``'auto'`` with ``atrous.config.conv_autotune`` true (like ``torch.backends.cudnn.benchmark``):
    the first call of each (op, shapes, dtype, stride, padding, dilation, groups) times every
    applicable algorithm and caches the fastest (``autotune_cache``, ``clear_autotune_cache``).
-3. ``'auto'`` otherwise: ``heuristic`` on the shapes alone.
+3. ``'auto'`` otherwise: ``heuristic`` on the shapes alone, and on whether the array lowered
+   (x, or gy for the input gradient) already has its channels innermost (``atrous.layout``).
 """
 from __future__ import annotations
 
@@ -39,7 +40,7 @@ import contextlib
 import time
 
 from ..backend import config
-from ..layout import add_per_channel_
+from ..layout import add_per_channel_, channels_last_order
 from ._numba import enabled as numba_enabled
 from . import conv_gemm, conv_nhwc, fft, mec, winograd
 
@@ -221,9 +222,9 @@ def _geometry(op, a, b, extra, stride, padding, dilation, groups):
     return tuple(a.shape), (b.shape[1], a.shape[1] // groups) + tuple(extra)
 
 
-def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups, channels_last=False):
     norm = (tuple(stride), tuple(map(tuple, padding)), tuple(dilation), int(groups))
-    return (op, x_shape, w_shape, str(dtype)) + norm
+    return (op, x_shape, w_shape, str(dtype)) + norm + (("channels_last",) if channels_last else ())
 
 
 # ----- the heuristic -------------------------------------------------------------------------
@@ -241,6 +242,10 @@ WINOGRAD_MIN_PIXELS = 100
 # 16x16, level at 14x14 with 256 channels, and 1.1-1.4x at 32x32 and 56x56: up to
 # NHWC_MAX_PIXELS input pixels then. With fewer than NHWC_MIN_CHANNELS channels its copied runs
 # (KW*C values) are shorter than NCHW's (a 3-channel 32x32 image measured 4-8x slower there).
+# Given an input whose channels are already innermost (``atrous.layout``: the output of a
+# channels-last convolution), the transposes are gone and 'gemm_nhwc' wins at every size
+# measured: forward+backward 0.64-0.75x 'gemm''s time on the 56/28-pixel ResNet layers, the
+# strided 56-pixel one, and 64-128 channel CIFAR-sized layers; even at (8, 512, 7, 7).
 NHWC_MAX_PIXELS = 256
 NHWC_MAX_CHANNELS = 256
 NHWC_MIN_CHANNELS = 16
@@ -261,8 +266,9 @@ FFT_MIN_TAPS = 49
 FFT_MIN_CHANNELS = 16
 
 
-def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
-    """The algorithm chosen from the shapes alone (no timing)."""
+def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups, channels_last=False):
+    """The algorithm chosen from the shapes alone (no timing), and whether the array the
+    operation lowers (x, or gy for the input gradient) has its channels innermost."""
     geometry = (x_shape, w_shape, stride, padding, dilation, groups)
     if ALGORITHMS["direct_depthwise"].applies(*geometry):
         return "direct_depthwise"
@@ -279,7 +285,7 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups):
             and max(x_shape[1], w_shape[0]) <= MEC_MAX_CHANNELS and x_shape[3] <= MEC_MAX_WIDTH):
         return "mec"
     small = max(x_shape[1], w_shape[0]) <= NHWC_MAX_CHANNELS and x_shape[2] * x_shape[3] <= NHWC_MAX_PIXELS
-    if groups == 1 and not pointwise and small and copied >= NHWC_MIN_CHANNELS:
+    if groups == 1 and not pointwise and (small or channels_last) and copied >= NHWC_MIN_CHANNELS:
         return "gemm_nhwc"
     return "gemm"
 
@@ -317,9 +323,10 @@ def _autotune(op, key, candidates, args):
 
 
 # ----- dispatch ------------------------------------------------------------------------------
-def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
+def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups, channels_last=False):
     """The algorithm name for one call, without running anything (autotune results are used
-    when cached; a miss falls back to the heuristic)."""
+    when cached; a miss falls back to the heuristic). ``channels_last``: whether the array the
+    operation lowers (x, or gy for the input gradient) has its channels innermost."""
     geometry = (x_shape, w_shape, stride, padding, dilation, groups)
     forced = config.conv_algorithm
     if forced != AUTO:
@@ -329,10 +336,10 @@ def select(op, x_shape, w_shape, dtype, stride, padding, dilation, groups):
             )
         return forced if ALGORITHMS[forced].applies(*geometry) else "gemm"
     if getattr(config, "conv_autotune", False):
-        cached = _cache.get(_key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups))
+        cached = _cache.get(_key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups, channels_last))
         if cached is not None:
             return cached
-    return heuristic(op, *geometry)
+    return heuristic(op, *geometry, channels_last=channels_last)
 
 
 def _add_bias(y, bias):
@@ -349,14 +356,15 @@ def run(op, a, b, extra, stride, padding, dilation, groups, bias=None):
     x_shape, w_shape = _geometry(op, a, b, extra, stride, padding, dilation, groups)
     geometry = (x_shape, w_shape, stride, padding, dilation, groups)
     args = (a, b) + (() if op == "forward" else (extra,)) + (stride, padding, dilation, groups)
+    cl = channels_last_order(a) is not None  # x, or gy for the input gradient
     if config.conv_algorithm == AUTO and getattr(config, "conv_autotune", False):
-        key = _key(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)
+        key = _key(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups, cl)
         if key not in _cache:
             candidates = [n for n, alg in ALGORITHMS.items() if alg.autotuned and alg.applies(*geometry)]
             if len(candidates) > 1:
                 return _add_bias(_autotune(op, key, candidates, args)[1], bias)
             _cache[key] = candidates[0]
-    alg = ALGORITHMS[select(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups)]
+    alg = ALGORITHMS[select(op, x_shape, w_shape, a.dtype, stride, padding, dilation, groups, cl)]
     if bias is not None and alg.fuses_bias:
         return alg.forward(*args, bias=bias)
     return _add_bias(getattr(alg, op)(*args), bias)
@@ -378,7 +386,8 @@ def run_backward(x, gy, w, stride, padding, dilation, groups, need_x, need_w):
     over gy and x; otherwise each is ``run('input_grad', ...)`` / ``run('weight_grad', ...)``.
     """
     if need_x and need_w:
-        name = select("input_grad", tuple(x.shape), tuple(w.shape), gy.dtype, stride, padding, dilation, groups)
+        name = select("input_grad", tuple(x.shape), tuple(w.shape), gy.dtype, stride, padding, dilation, groups,
+                      channels_last_order(gy) is not None)
         if name == "direct_depthwise":
             return _depthwise().depthwise_backward(x, gy, w, stride, padding, dilation)
     gx = run("input_grad", gy, w, tuple(x.shape[2:]), stride, padding, dilation, groups) if need_x else None
