@@ -1,4 +1,6 @@
 """atrous: convolutional networks in NumPy."""
+from . import allocator
+from .allocator import keep_freed_memory
 from .autograd import enable_grad, is_grad_enabled, no_grad, set_grad_enabled
 from .backend import config
 from .random import manual_seed
@@ -19,7 +21,10 @@ __all__ = [
     "manual_seed",
     "set_num_threads",
     "get_num_threads",
+    "keep_freed_memory",
 ]
+
+allocator._apply_default()  # freed memory reused, not page-faulted in again (atrous.allocator)
 
 from .shape import conv_output_size  # noqa: E402  (pure arithmetic, no imports)
 
