@@ -97,7 +97,7 @@ def test_chunked_equals_whole_bitwise(rng, monkeypatch, stride):
     assert mec._plan(x.shape, (3, 3), 5, (OH, 8), pad, 4) == (1, 1)
     np.testing.assert_array_equal(mec.forward(x, w, stride, pad), whole)
     np.testing.assert_array_equal(mec.input_grad(gy, w, (9, 8), stride, pad), gx_whole)
-    monkeypatch.setattr(mec, "GEMM_ROWS", 2048)  # the same blocks as the whole run, chunk of one block
+    monkeypatch.setattr(mec, "GEMM_ROWS", 1024)  # the same blocks as the whole run, chunk of one block
     np.testing.assert_array_equal(mec.weight_grad(x, gy, (3, 3), stride, pad), gw_whole)
 
 
