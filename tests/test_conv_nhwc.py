@@ -3,13 +3,14 @@ three operations against a loop convolution (float64), the NCHW GEMM engine and 
 geometries (stride, dilation, asymmetric and negative padding), chunking, and conv2d forced onto
 it through autograd with float64 finite differences."""
 import numpy as np
+import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atrous
 import atrous.functional as F
 from atrous import Tensor
-from atrous.kernels import conv_gemm, conv_nhwc
+from atrous.kernels import conv_gemm, conv_nhwc, mec
 from atrous.kernels.algorithms import use_algorithm
 from gradcheck import check_gradients
 
@@ -84,23 +85,29 @@ def test_im2col_and_ops_equal_loop_and_gemm_engine(g, seed):
     np.testing.assert_array_equal(
         conv_nhwc.im2col(x, w.shape[2:], stride, padding, dilation), loop_im2col(x, w.shape[2:], stride, padding, dilation)
     )
-    y = conv_nhwc.forward(x, w, stride, padding, dilation)
+    check_ops_against_loop_and_gemm(conv_nhwc, x, w, stride, padding, dilation, rng)
+
+
+def check_ops_against_loop_and_gemm(engine, x, w, stride, padding, dilation, rng):
+    """float64: ``engine``'s forward against the loop convolution, its two gradients against the
+    NCHW GEMM engine's."""
+    y = engine.forward(x, w, stride, padding, dilation)
     np.testing.assert_allclose(y, loop_conv(x, w, stride, padding, dilation), rtol=1e-12, atol=1e-12)
     gy = rng.standard_normal(y.shape)
     args = (stride, padding, dilation, 1)
     np.testing.assert_allclose(
-        conv_nhwc.weight_grad(x, gy, w.shape[2:], *args),
+        engine.weight_grad(x, gy, w.shape[2:], *args),
         conv_gemm.weight_grad(x, gy, w.shape[2:], *args, algorithm="gemm"), rtol=1e-11, atol=1e-11,
     )
     np.testing.assert_allclose(
-        conv_nhwc.input_grad(gy, w, x.shape[2:], *args),
+        engine.input_grad(gy, w, x.shape[2:], *args),
         conv_gemm.input_grad(gy, w, x.shape[2:], *args, algorithm="gemm"), rtol=1e-11, atol=1e-11,
     )
 
 
-@settings(max_examples=40, deadline=None)
-@given(geometry, st.integers(0, 2**31 - 1))
-def test_conv2d_forced_onto_channels_last_equals_torch(torch, g, seed):
+def check_forced_algorithm_against_torch(torch, name, g, seed):
+    """conv2d with its bias, forced onto algorithm ``name``, forward and all three gradients
+    against torch's on the geometry ``g`` (symmetric, non-negative padding only, as torch)."""
     rng = np.random.default_rng(seed)
     drawn = _draw(g, rng)
     if drawn is None:
@@ -108,10 +115,10 @@ def test_conv2d_forced_onto_channels_last_equals_torch(torch, g, seed):
     x, w, stride, padding, dilation = drawn
     (t, b), (l, r) = padding
     if min(t, b, l, r) < 0 or t != b or l != r:
-        return  # torch's conv2d takes symmetric, non-negative padding only
+        return
     b_ = rng.standard_normal(w.shape[0]).astype(np.float32)
     X, W, B = (Tensor(a, requires_grad=True) for a in (x, w, b_))
-    with use_algorithm("gemm_nhwc"):
+    with use_algorithm(name):
         y = F.conv2d(X, W, B, stride=stride, padding=(t, l), dilation=dilation)
         gy = rng.standard_normal(y.shape).astype(np.float32)
         y.backward(gy)
@@ -121,6 +128,12 @@ def test_conv2d_forced_onto_channels_last_equals_torch(torch, g, seed):
     for got, want in ((y.data, ty), (X.grad, tx.grad), (W.grad, tw.grad), (B.grad, tb.grad)):
         want = want.detach().numpy()
         np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()))
+
+
+@settings(max_examples=40, deadline=None)
+@given(geometry, st.integers(0, 2**31 - 1))
+def test_conv2d_forced_onto_channels_last_equals_torch(torch, g, seed):
+    check_forced_algorithm_against_torch(torch, "gemm_nhwc", g, seed)
 
 
 def test_chunked_equals_whole(rng, monkeypatch):
@@ -139,20 +152,27 @@ def test_chunked_equals_whole(rng, monkeypatch):
     np.testing.assert_array_equal(conv_nhwc.weight_grad(x, gy, (3, 3), (1, 1), pad), gw_whole)
 
 
-def test_empty_batch(rng):
+# The two engines with channels-last lowering: this module's and MEC (tests/test_mec.py).
+ENGINES = [("gemm_nhwc", conv_nhwc), ("mec", mec)]
+
+
+@pytest.mark.parametrize("name, engine", ENGINES)
+def test_empty_batch(rng, name, engine):
     x = np.zeros((0, 3, 5, 5), np.float32)
     w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    assert conv_nhwc.forward(x, w).shape == (0, 4, 3, 3)
-    gw = conv_nhwc.weight_grad(x, np.zeros((0, 4, 3, 3), np.float32), (3, 3))
+    assert engine.forward(x, w).shape == (0, 4, 3, 3)
+    gw = engine.weight_grad(x, np.zeros((0, 4, 3, 3), np.float32), (3, 3))
     assert gw.shape == (4, 3, 3, 3) and not gw.any()
 
 
-def test_float64_gradients_through_conv2d(rng):
+@pytest.mark.parametrize("name, engine", ENGINES)
+def test_float64_gradients_through_conv2d(rng, name, engine):
     x = rng.standard_normal((2, 3, 6, 5))
     w = rng.standard_normal((4, 3, 3, 2))
     b = rng.standard_normal(4)
-    with use_algorithm("gemm_nhwc"):
+    with use_algorithm(name):
         check_gradients(lambda X, W, B: F.conv2d(X, W, B, stride=(2, 1), padding=(1, 0), dilation=(1, 2)), x, w, b)
+        check_gradients(lambda X, W, B: F.conv2d(X, W, B, stride=(1, 1), padding=1), x, w, b)
 
 
 def test_heuristic_sends_small_layers_here():

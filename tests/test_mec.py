@@ -1,19 +1,17 @@
 """Memory-efficient convolution (``kernels.mec``): its strided row views against plain-loop
 columns, its three operations against a loop convolution (float64), the NCHW GEMM engine and
 PyTorch on random geometries (stride, horizontal dilation, asymmetric and negative padding),
-chunking (bitwise), and conv2d forced onto it through autograd with float64 finite differences."""
+and chunking (bitwise); its empty batch and float64 finite differences through conv2d are in
+tests/test_conv_nhwc.py, with the other channels-last engine."""
 import numpy as np
 import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import atrous
-import atrous.functional as F
-from atrous import Tensor
-from atrous.kernels import algorithms, conv_gemm, mec
+from atrous.kernels import algorithms, mec
 from atrous.kernels.algorithms import use_algorithm
-from gradcheck import check_gradients
-from test_conv_nhwc import _draw, loop_conv, loop_im2col
+from test_conv_nhwc import _draw, check_forced_algorithm_against_torch, check_ops_against_loop_and_gemm, loop_im2col
 
 # as test_conv_nhwc's geometry, with vertical dilation 1 (what MEC's row views need)
 geometry = st.tuples(
@@ -41,43 +39,13 @@ def test_row_views_and_ops_equal_loop_and_gemm_engine(g, seed):
     (_, _, rows), = mec._lowered_chunks(x, kernel, stride, padding, dilation, chunk=x.shape[0])
     OH = rows.shape[0]
     np.testing.assert_array_equal(rows.reshape(OH, x.shape[0], -1, rows.shape[2]).transpose(1, 0, 2, 3).reshape(cols.shape), cols)
-    y = mec.forward(x, w, stride, padding, dilation)
-    np.testing.assert_allclose(y, loop_conv(x, w, stride, padding, dilation), rtol=1e-12, atol=1e-12)
-    gy = rng.standard_normal(y.shape)
-    args = (stride, padding, dilation, 1)
-    np.testing.assert_allclose(
-        mec.weight_grad(x, gy, kernel, *args),
-        conv_gemm.weight_grad(x, gy, kernel, *args, algorithm="gemm"), rtol=1e-11, atol=1e-11,
-    )
-    np.testing.assert_allclose(
-        mec.input_grad(gy, w, x.shape[2:], *args),
-        conv_gemm.input_grad(gy, w, x.shape[2:], *args, algorithm="gemm"), rtol=1e-11, atol=1e-11,
-    )
+    check_ops_against_loop_and_gemm(mec, x, w, stride, padding, dilation, rng)
 
 
 @settings(max_examples=40, deadline=None)
 @given(geometry, st.integers(0, 2**31 - 1))
 def test_conv2d_forced_onto_mec_equals_torch(torch, g, seed):
-    rng = np.random.default_rng(seed)
-    drawn = _draw(g, rng)
-    if drawn is None:
-        return
-    x, w, stride, padding, dilation = drawn
-    (t, b), (l, r) = padding
-    if min(t, b, l, r) < 0 or t != b or l != r:
-        return  # torch's conv2d takes symmetric, non-negative padding only
-    b_ = rng.standard_normal(w.shape[0]).astype(np.float32)
-    X, W, B = (Tensor(a, requires_grad=True) for a in (x, w, b_))
-    with use_algorithm("mec"):
-        y = F.conv2d(X, W, B, stride=stride, padding=(t, l), dilation=dilation)
-        gy = rng.standard_normal(y.shape).astype(np.float32)
-        y.backward(gy)
-    tx, tw, tb = (torch.tensor(a, requires_grad=True) for a in (x, w, b_))
-    ty = torch.nn.functional.conv2d(tx, tw, tb, stride=stride, padding=(t, l), dilation=dilation)
-    ty.backward(torch.from_numpy(gy))
-    for got, want in ((y.data, ty), (X.grad, tx.grad), (W.grad, tw.grad), (B.grad, tb.grad)):
-        want = want.detach().numpy()
-        np.testing.assert_allclose(got, want, rtol=0, atol=2e-5 * max(1.0, np.abs(want).max()))
+    check_forced_algorithm_against_torch(torch, "mec", g, seed)
 
 
 @pytest.mark.parametrize("stride", [(1, 1), (2, 1)])
@@ -110,23 +78,6 @@ def test_weight_grad_sums_the_same_blocks_whatever_the_chunk(rng, monkeypatch):
     monkeypatch.setattr(atrous.config, "workspace_bytes", 1)  # chunks of one block
     assert mec._plan(x.shape, (3, 3), 3, (7, 7), pad, 4) == (2, 2)
     np.testing.assert_array_equal(mec.weight_grad(x, gy, (3, 3), (1, 1), pad), whole)
-
-
-def test_empty_batch(rng):
-    x = np.zeros((0, 3, 5, 5), np.float32)
-    w = rng.standard_normal((4, 3, 3, 3)).astype(np.float32)
-    assert mec.forward(x, w).shape == (0, 4, 3, 3)
-    gw = mec.weight_grad(x, np.zeros((0, 4, 3, 3), np.float32), (3, 3))
-    assert gw.shape == (4, 3, 3, 3) and not gw.any()
-
-
-def test_float64_gradients_through_conv2d(rng):
-    x = rng.standard_normal((2, 3, 6, 5))
-    w = rng.standard_normal((4, 3, 3, 2))
-    b = rng.standard_normal(4)
-    with use_algorithm("mec"):
-        check_gradients(lambda X, W, B: F.conv2d(X, W, B, stride=(1, 1), padding=(1, 0), dilation=(1, 2)), x, w, b)
-        check_gradients(lambda X, W, B: F.conv2d(X, W, B, stride=(2, 1), padding=1), x, w, b)
 
 
 def test_vertical_dilation_is_not_forced_onto_it(rng):

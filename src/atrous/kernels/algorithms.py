@@ -94,36 +94,24 @@ class Gemm(Algorithm):
         return conv_gemm.weight_grad(x, gy, kernel, stride, padding, dilation, groups, algorithm="gemm")
 
 
-class GemmChannelsLast(Algorithm):
-    name = "gemm_nhwc"
+class Engine(Algorithm):
+    """An algorithm that is a module of its own: ``supports(x_shape, w_shape, stride, padding,
+    dilation, groups)`` and the three operations with ``conv_gemm``'s signatures."""
 
-    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
-        return conv_nhwc.supports(w_shape, groups)
+    def __init__(self, name, module):
+        self.name, self.module = name, module
 
-    def forward(self, x, w, stride, padding, dilation, groups):
-        return conv_nhwc.forward(x, w, stride, padding, dilation, groups)
-
-    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
-        return conv_nhwc.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
-
-    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
-        return conv_nhwc.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
-
-
-class MemoryEfficient(Algorithm):
-    name = "mec"
-
-    def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
-        return mec.supports(x_shape, w_shape, stride, padding, dilation, groups)
+    def applies(self, *geometry):
+        return self.module.supports(*geometry)
 
     def forward(self, x, w, stride, padding, dilation, groups):
-        return mec.forward(x, w, stride, padding, dilation, groups)
+        return self.module.forward(x, w, stride, padding, dilation, groups)
 
     def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
-        return mec.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
+        return self.module.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
 
     def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
-        return mec.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
+        return self.module.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
 
 
 class Winograd(Algorithm):
@@ -163,8 +151,9 @@ class DirectDepthwise(Algorithm):
         return _depthwise().depthwise_weight_grad(x, gy, w_shape, stride, padding, dilation)
 
 
-class FFT(Algorithm):
-    name = "fft"
+class FFT(Engine):
+    def __init__(self):
+        super().__init__("fft", fft)
 
     def applies(self, x_shape, w_shape, stride, padding, dilation, groups):
         # kernels.fft computes grouped convolutions too, but their per-frequency GEMMs are tiny
@@ -172,19 +161,10 @@ class FFT(Algorithm):
         return (fft.supports(x_shape, w_shape, stride, padding, dilation, groups) and groups == 1
                 and w_shape[2] * w_shape[3] > 1)
 
-    def forward(self, x, w, stride, padding, dilation, groups):
-        return fft.forward(x, w, stride, padding, dilation, groups)
-
-    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
-        return fft.input_grad(gy, w, input_hw, stride, padding, dilation, groups)
-
-    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
-        return fft.weight_grad(x, gy, kernel, stride, padding, dilation, groups)
-
 
 ALGORITHMS = {
     a.name: a
-    for a in (Gemm(), GemmChannelsLast(), MemoryEfficient(), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise(), FFT())
+    for a in (Gemm(), Engine("gemm_nhwc", conv_nhwc), Engine("mec", mec), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise(), FFT())
 }
 
 

@@ -38,7 +38,7 @@ from .im2col import output_size, pad2d
 _ZERO = ((0, 0), (0, 0))
 
 
-def supports(w_shape, groups=1):
+def supports(x_shape, w_shape, stride, padding, dilation, groups):
     """True for the convolutions this layout computes: groups 1, any kernel/stride/padding/dilation."""
     return groups == 1
 
