@@ -166,3 +166,17 @@ def test_heuristic_keeps_channels_innermost_inputs_on_the_channels_last_engine(r
     assert layout.channels_last_order(y.data) == (0, 2, 3, 1)
     np.testing.assert_allclose(y.data, F.conv2d(np.ascontiguousarray(x), w, padding=1).data, rtol=0, atol=1e-4)
     assert layout.channels_last_order(F.conv2d(np.ascontiguousarray(x), w, padding=1).data) is None
+
+
+def test_fused_bias_relu_epilogue_on_a_channels_innermost_output(rng):
+    from atrous.functional.fused import conv2d_relu
+
+    x = rng.standard_normal((2, 16, 12, 12)).astype(np.float32)
+    w = rng.standard_normal((16, 16, 3, 3)).astype(np.float32)
+    b = rng.standard_normal(16).astype(np.float32)
+    assert algorithms.heuristic("forward", x.shape, w.shape, (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "mec"
+    y = conv2d_relu(x, w, b, padding=1).data
+    assert layout.channels_last_order(y) is not None
+    with algorithms.use_algorithm("gemm"):
+        want = np.maximum(F.conv2d(x, w, b, padding=1).data, 0)
+    np.testing.assert_allclose(y, want, rtol=0, atol=1e-5 * np.abs(want).max())

@@ -11,6 +11,7 @@ The composed twin ``relu(conv2d(x, w, b))`` is the oracle in the tests.
 """
 from __future__ import annotations
 
+from .. import layout
 from .._validate import check_same_dtype
 from ..autograd import Function
 from ..backend import get_array_module
@@ -40,7 +41,7 @@ def bias_relu_(y, b=None, relu=True):
     N, O = y.shape[:2]
     if not y.flags.c_contiguous:  # reshape would copy, and the epilogue would miss y: two passes
         if b is not None:
-            y += b.reshape(1, -1, 1, 1)
+            layout.add_per_channel_(y, b)  # e.g. channels innermost (atrous.layout)
         if relu:
             xp.maximum(y, 0, out=y)
         return y
