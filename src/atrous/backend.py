@@ -28,8 +28,9 @@ class Config:
         are split over the batch so peak memory stays bounded (Caffe's one-image-at-a-time
         idea, generalised to as many images as fit).
     conv_algorithm: 'auto' lets the library choose; 'gemm' forces im2col + GEMM; 'gemm_nhwc'
-        (channels-last columns), 'mec' (memory-efficient convolution), 'winograd' (F(2x2,3x3)), 'winograd_f4' (F(4x4,3x3)),
-        'direct_depthwise' or 'fft' force that algorithm wherever it applies (GEMM elsewhere).
+        (channels-last columns), 'mec' (memory-efficient convolution), 'winograd' (F(2x2,3x3)),
+        'winograd_f4' (F(4x4,3x3)), 'direct_depthwise' or 'fft' force that algorithm wherever
+        it applies (GEMM elsewhere).
         See ``atrous.kernels.algorithms``.
     conv_autotune: like ``torch.backends.cudnn.benchmark``: with conv_algorithm 'auto', time
         every applicable algorithm on the first call of each shape and cache the fastest.

@@ -21,7 +21,7 @@ from __future__ import annotations
 from .backend import get_array_module
 
 __all__ = ["channels_last_order", "channel_matrix", "from_channel_matrix", "column_sums", "column_dots",
-           "wide_rows", "channel_sums", "add_per_channel_"]
+           "wide_rows", "ChannelView", "channel_sums", "add_per_channel_"]
 
 ROWS = 128  # rows summed per GEMV: partial sums of 128 values, then a sum of the partials
 ROW_VALUES = 512  # wide_rows: about this many values per row of the widened matrix
@@ -88,26 +88,63 @@ def wide_rows(M, C):
     return k
 
 
+class ChannelView:
+    """How per-channel work sees an (N, C, *) array of ``a``'s layout: (N, C, M) for NCHW
+    memory; when the channels are innermost, the (M, C) matrix with k consecutive rows side by
+    side, (M/k, k*C) (``wide_rows``). Per-channel vectors, sums and dot products in that view,
+    and the way back to the (N, C, *) shape and layout. Batch norm works in it."""
+
+    def __init__(self, a):
+        self.shape = a.shape
+        self.order = channels_last_order(a)
+        if self.order is not None:
+            self.C = a.shape[1]
+            self.k = wide_rows(a.size // self.C, self.C)
+
+    def view(self, a):
+        """``a`` (of this shape) in the view: no copy when it has the layout the view was made
+        for (and, for NCHW, is contiguous)."""
+        if self.order is None:
+            return a.reshape(self.shape[0], self.shape[1], -1)
+        return channel_matrix(a, self.order).reshape(-1, self.k * self.C)
+
+    def per_channel(self, v):
+        """A (C,) vector shaped to broadcast against the view."""
+        if self.order is None:
+            return v.reshape(1, -1, 1)
+        return get_array_module(v).tile(v, self.k).reshape(1, -1)
+
+    def sum(self, a):
+        """Per-channel sums (C,) of a view."""
+        if self.order is None:
+            return get_array_module(a).einsum("ncm->c", a)
+        return column_sums(a).reshape(self.k, self.C).sum(axis=0)
+
+    def dot(self, a, b):
+        """Per-channel dot products (C,) of two views."""
+        if self.order is None:
+            return get_array_module(a).einsum("ncm,ncm->c", a, b)
+        return column_dots(a, b).reshape(self.k, self.C).sum(axis=0)
+
+    def restore(self, a):
+        """A view (or an array shaped like one) back as (N, C, *) in the layout."""
+        if self.order is None:
+            return a.reshape(self.shape)
+        return from_channel_matrix(a.reshape(-1, self.C), self.shape, self.order)
+
+
 def channel_sums(a):
     """Per-channel sums (C,) of an (N, C, *) array in any layout, reading its memory in order."""
-    xp = get_array_module(a)
-    order = channels_last_order(a)
-    if order is None:
-        return xp.einsum("ncm->c", a.reshape(a.shape[0], a.shape[1], -1))
-    C = a.shape[1]
-    k = wide_rows(a.size // C, C)
-    return column_sums(channel_matrix(a, order).reshape(-1, k * C)).reshape(k, C).sum(axis=0)
+    cv = ChannelView(a)
+    return cv.sum(cv.view(a))
 
 
 def add_per_channel_(a, v):
     """In place: a[:, c] += v[c] for an (N, C, *) array ``a`` in any layout; returns a."""
-    xp = get_array_module(a)
-    order = channels_last_order(a)
-    if order is None:
+    cv = ChannelView(a)
+    if cv.order is None:  # broadcast in place (a reshaped view of a non-contiguous a would copy)
         a += v.reshape((1, -1) + (1,) * (a.ndim - 2))
-        return a
-    C = a.shape[1]
-    k = wide_rows(a.size // C, C)
-    rows = channel_matrix(a, order).reshape(-1, k * C)  # a view: a is dense in that order
-    rows += xp.tile(v, k)
+    else:
+        rows = cv.view(a)  # a view: a is dense in that order
+        rows += cv.per_channel(v)
     return a

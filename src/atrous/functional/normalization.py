@@ -27,54 +27,13 @@ def _array(x):
     return x.data if isinstance(x, Tensor) else _as_array(x)
 
 
-class _Channels:
-    """How batch norm views an (N, C, *) array of a given layout: (N, C, M) for NCHW memory; when
-    the channels are innermost (``atrous.layout``), the (M, C) matrix with k consecutive rows
-    side by side, (M/k, k*C) (``layout.wide_rows``), so that elementwise passes run over long
-    rows rather than rows of C values. Per-channel vectors,
-    sums and dot products in that view, and the way back to the (N, C, *) shape and layout."""
-
-    def __init__(self, x):
-        self.shape = x.shape
-        self.order = layout.channels_last_order(x)
-        if self.order is not None:
-            self.C = x.shape[1]
-            self.k = layout.wide_rows(x.size // self.C, self.C)
-
-    def view(self, a):
-        if self.order is None:
-            return a.reshape(self.shape[0], self.shape[1], -1)
-        return layout.channel_matrix(a, self.order).reshape(-1, self.k * self.C)
-
-    def per_channel(self, v):
-        """A (C,) vector shaped to broadcast against the view."""
-        if self.order is None:
-            return v.reshape(1, -1, 1)
-        return get_array_module(v).tile(v, self.k).reshape(1, -1)
-
-    def sum(self, a):
-        if self.order is None:
-            return get_array_module(a).einsum("ncm->c", a)
-        return layout.column_sums(a).reshape(self.k, self.C).sum(axis=0)
-
-    def dot(self, a, b):
-        if self.order is None:
-            return get_array_module(a).einsum("ncm,ncm->c", a, b)
-        return layout.column_dots(a, b).reshape(self.k, self.C).sum(axis=0)
-
-    def restore(self, a):
-        if self.order is None:
-            return a.reshape(self.shape)
-        return layout.from_channel_matrix(a.reshape(-1, self.C), self.shape, self.order)
-
-
 class _BatchNorm(Function):
     """y = (x - mean) / sqrt(var + eps) * weight + bias, per channel, on x viewed as (N, C, M)
-    (or as (M, C) when its channels are innermost in memory; see ``_Channels``)."""
+    (or as (M, C) when its channels are innermost in memory; see ``layout.ChannelView``)."""
 
     def forward(self, x, weight, bias, running_mean, running_var, training, momentum, eps):
         xp = get_array_module(x)
-        ch = self.channels = _Channels(x)
+        ch = self.channels = layout.ChannelView(x)
         _per_channel = ch.per_channel
         x3 = ch.view(x)
         count = x.size // max(1, x.shape[1])

@@ -191,6 +191,13 @@ def input_grad_padding(kernel, input_hw, out_hw, padding, dilation=(1, 1)):
     return (eh - t, H - OH + t), (ew - l, W - OW + l)
 
 
+def input_grad_by_forward(forward_fn, gy, w, input_hw, padding, dilation=(1, 1), groups=1):
+    """The stride-1 input gradient of y = conv(x, w) computed by an engine's own forward:
+    ``forward_fn(gy, flip_weight(w), (1, 1), input_grad_padding(...), dilation, groups)``."""
+    pad = input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
+    return forward_fn(gy, flip_weight(w, groups), (1, 1), pad, dilation, groups)
+
+
 def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1, method="auto",
                algorithm="auto"):
     """dL/dx (N, C, H, W) of y = conv(x, w) with x of spatial size ``input_hw``, given gy.
@@ -216,8 +223,9 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     if method == "conv":
         if tuple(stride) != (1, 1):
             raise ValueError(f"input_grad: method='conv' needs stride 1, got {tuple(stride)}")
-        pad = input_grad_padding((KH, KW), (H, W), (OH, OW), padding, dilation)
-        return forward(gy, flip_weight(w, G), (1, 1), pad, dilation, G, algorithm="gemm")
+        return input_grad_by_forward(
+            lambda *args: forward(*args, algorithm="gemm"), gy, w, (H, W), padding, dilation, G
+        )
     if method != "col2im":
         raise ValueError(f"input_grad: method must be 'auto', 'conv' or 'col2im', got {method!r}")
     gx = xp.empty((N, C, H, W), dtype=gy.dtype)
@@ -230,4 +238,4 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     return gx
 
 
-__all__ = ["forward", "weight_grad", "input_grad", "input_grad_padding", "flip_weight", "block_size", "GEMM_COLUMNS"]
+__all__ = ["forward", "weight_grad", "input_grad", "input_grad_padding", "input_grad_by_forward", "flip_weight", "block_size", "GEMM_COLUMNS"]

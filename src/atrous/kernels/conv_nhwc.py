@@ -81,25 +81,32 @@ def im2col(x, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1)):
     return parts[0][2]
 
 
-def _chunks(x, kernel, stride, padding, dilation, chunk):
-    """Yield (n0, n1, cols) per chunk of ``chunk`` images. The padded input and the columns live
-    in two buffers allocated once (the padding's zero border written once), so the caller must
-    be done with ``cols`` before asking for the next chunk."""
+def padded_chunks(x, padding, chunk):
+    """Yield (n0, n1, xpad) per chunk of ``chunk`` images: x[n0:n1] zero-padded and channels-last,
+    (n1-n0, Hp, Wp, C). Negative padding crops. One buffer serves every chunk (its zero border
+    written once), so the caller must be done with ``xpad`` before asking for the next chunk."""
     xp = get_array_module(x)
     N, C = x.shape[:2]
-    KH, KW = kernel
-    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
     x = pad2d(x, tuple((min(lo, 0), min(hi, 0)) for lo, hi in padding))  # crops only (a view)
     (t, b), (l, r) = ((max(lo, 0), max(hi, 0)) for lo, hi in padding)
     H, W = x.shape[2:]
     chunk = max(1, min(chunk, N))
     xpad = xp.zeros((chunk, H + t + b, W + l + r, C), dtype=x.dtype)
-    buf = xp.empty((chunk * OH * OW, KH * KW * C), dtype=x.dtype)
     for n0 in range(0, N, chunk):
         n1 = min(N, n0 + chunk)
         xpad[: n1 - n0, t : t + H, l : l + W, :] = x[n0:n1].transpose(0, 2, 3, 1)
+        yield n0, n1, xpad[: n1 - n0]
+
+
+def _chunks(x, kernel, stride, padding, dilation, chunk):
+    """Yield (n0, n1, cols) per chunk of ``chunk`` images. The columns live in one buffer
+    allocated once, so the caller must be done with ``cols`` before asking for the next chunk."""
+    KH, KW = kernel
+    OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
+    buf = get_array_module(x).empty((max(1, min(chunk, x.shape[0])) * OH * OW, KH * KW * x.shape[1]), dtype=x.dtype)
+    for n0, n1, xpad in padded_chunks(x, padding, chunk):
         cols = buf[: (n1 - n0) * OH * OW]
-        _im2col_into(xpad[: n1 - n0], kernel, stride, dilation, (OH, OW), cols)
+        _im2col_into(xpad, kernel, stride, dilation, (OH, OW), cols)
         yield n0, n1, cols
 
 
@@ -155,8 +162,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     """dL/dx (N, C, H, W) given gy: at stride 1 the forward of gy with the flipped kernel."""
     if tuple(stride) != (1, 1):
         return conv_gemm.input_grad(gy, w, input_hw, stride, padding, dilation, groups, algorithm="gemm")
-    pad = conv_gemm.input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
-    return forward(gy, conv_gemm.flip_weight(w, 1), (1, 1), pad, dilation, 1)
+    return conv_gemm.input_grad_by_forward(forward, gy, w, input_hw, padding, dilation)
 
 
-__all__ = ["supports", "im2col", "weight_cl", "forward", "weight_grad", "input_grad"]
+__all__ = ["supports", "im2col", "padded_chunks", "weight_cl", "forward", "weight_grad", "input_grad"]

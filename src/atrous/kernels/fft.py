@@ -292,8 +292,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     """dL/dx (N, C, H, W) of y = conv2d(x, w) at stride 1: the FFT forward of gy with the
     flipped, in/out-swapped kernel; gx[h] = sum_k gy[h + top - k*DH] w[k] (as ``conv_gemm``)."""
     _check("input_grad", stride)
-    pad = conv_gemm.input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
-    return forward(gy, conv_gemm.flip_weight(w, groups), (1, 1), pad, dilation, groups)
+    return conv_gemm.input_grad_by_forward(forward, gy, w, input_hw, padding, dilation, groups)
 
 
 def weight_grad(x, gy, kernel, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):

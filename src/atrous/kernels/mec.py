@@ -39,8 +39,8 @@ from __future__ import annotations
 
 from ..backend import get_array_module
 from . import conv_gemm
-from .conv_nhwc import weight_cl
-from .im2col import output_size, pad2d
+from .conv_nhwc import padded_chunks, weight_cl
+from .im2col import output_size
 
 _ZERO = ((0, 0), (0, 0))
 # Images per block (and at least per chunk): one output row's GEMM has about GEMM_ROWS rows.
@@ -71,33 +71,27 @@ def _plan(x_shape, kernel, out_channels, out_hw, padding, itemsize):
 
 def _lowered_chunks(x, kernel, stride, padding, dilation, chunk):
     """Yield (n0, n1, rows) per chunk of ``chunk`` images, rows (OH, (n1-n0)*OW, K) the strided
-    view described in the module docstring. The padded input and L live in two buffers made
-    once (the zero border written once), so the caller must be done with ``rows`` before
-    asking for the next chunk."""
+    view described in the module docstring. The padded input (``conv_nhwc.padded_chunks``) and
+    L live in two buffers made once, so the caller must be done with ``rows`` before asking for
+    the next chunk."""
     xp = get_array_module(x)
     N, C = x.shape[:2]
     (KH, KW), (SH, SW), (_, DW) = kernel, stride, dilation
     OH, OW = output_size(x.shape[2:], kernel, stride, padding, dilation)
-    x = pad2d(x, tuple((min(lo, 0), min(hi, 0)) for lo, hi in padding))  # crops only (a view)
-    (t, b), (l, r) = ((max(lo, 0), max(hi, 0)) for lo, hi in padding)
-    H, W = x.shape[2:]
-    Hp = H + t + b
-    chunk = max(1, min(chunk, N))
-    xpad = xp.zeros((chunk, Hp, W + l + r, C), dtype=x.dtype)
-    low = xp.empty((chunk, OW, Hp, KW, C), dtype=x.dtype)
-    sn, sh, sw, sc = xpad.strides
+    Hp = x.shape[2] + sum(padding[0])  # the padded (or cropped) height
+    low = xp.empty((max(1, min(chunk, N)), OW, Hp, KW, C), dtype=x.dtype)
     lw, lh = low.strides[1:3]
-    for n0 in range(0, N, chunk):
-        m = min(N, n0 + chunk) - n0
-        xpad[:m, t : t + H, l : l + W, :] = x[n0 : n0 + m].transpose(0, 2, 3, 1)
+    for n0, n1, xpad in padded_chunks(x, padding, chunk):
+        m = n1 - n0
+        sn, sh, sw, sc = xpad.strides
         low[:m] = xp.lib.stride_tricks.as_strided(
-            xpad[:m], (m, OW, Hp, KW, C), (sn, SW * sw, sh, DW * sw, sc), writeable=False
+            xpad, (m, OW, Hp, KW, C), (sn, SW * sw, sh, DW * sw, sc), writeable=False
         )
         # (n, ow) rows are ``lw`` apart: images follow one another (an image is OW * lw).
         rows = xp.lib.stride_tricks.as_strided(
             low[:m], (OH, m * OW, KH * KW * C), (SH * lh, lw, low.itemsize), writeable=False
         )
-        yield n0, n0 + m, rows
+        yield n0, n1, rows
 
 
 def forward(x, w, stride=(1, 1), padding=_ZERO, dilation=(1, 1), groups=1):
@@ -148,8 +142,7 @@ def input_grad(gy, w, input_hw, stride=(1, 1), padding=_ZERO, dilation=(1, 1), g
     """dL/dx (N, C, H, W) given gy: at stride 1 the forward of gy with the flipped kernel."""
     if tuple(stride) != (1, 1):
         return conv_gemm.input_grad(gy, w, input_hw, stride, padding, dilation, groups, algorithm="gemm")
-    pad = conv_gemm.input_grad_padding(w.shape[2:], input_hw, gy.shape[2:], padding, dilation)
-    return forward(gy, conv_gemm.flip_weight(w, 1), (1, 1), pad, dilation, 1)
+    return conv_gemm.input_grad_by_forward(forward, gy, w, input_hw, padding, dilation)
 
 
 __all__ = ["supports", "forward", "weight_grad", "input_grad"]
