@@ -101,7 +101,7 @@ def test_each_algorithm_equals_gemm_path(cfg, name, dtype, rng):
     gy = rng.standard_normal(y_ref.shape).astype(dtype)
     got = _run_all(x, w, gy, stride, padding, dilation, groups, name)
     ref = _run_all(x, w, gy, stride, padding, dilation, groups, "gemm")
-    rel = (3e-5 if name == "winograd_f4" else 5e-6) if dtype == np.float32 else 1e-12
+    rel = (3e-5 if name in ("winograd_f4", "winograd_nhwc") else 5e-6) if dtype == np.float32 else 1e-12
     for a, b in zip(got, ref):
         assert a.dtype == dtype and a.shape == b.shape
         np.testing.assert_allclose(a, b, rtol=0, atol=rel * np.abs(b).max())
@@ -179,9 +179,10 @@ def test_autotune_times_once_per_shape_then_hits_the_cache(rng, monkeypatch):
     monkeypatch.setattr(algorithms, "_autotune", lambda op, key, cands, args: timed.append((op, tuple(cands))) or real(op, key, cands, args))
     ref = _train_call(x, w, padding=1)
     assert sorted(op for op, _ in timed) == sorted(algorithms.OPS)
-    assert all(c == ("gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "fft") for _, c in timed)
+    three_by_three = ("gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "winograd_nhwc", "winograd_nhwc_f2", "fft")
+    assert all(c == three_by_three for _, c in timed)
     cache = algorithms.autotune_cache()
-    assert len(cache) == 3 and set(cache.values()) <= {"gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "fft"}
+    assert len(cache) == 3 and set(cache.values()) <= set(three_by_three)
     key = ("forward", (2, 3, 6, 6), (4, 3, 3, 3), "float32", (1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     assert key in cache
     timed.clear()
@@ -223,13 +224,20 @@ def test_heuristic_choices():
     dw = "direct_depthwise" if algorithms.ALGORITHMS["direct_depthwise"].applies(
         (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) else "gemm"
     assert h("forward", (8, 128, 56, 56), (128, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 128) == dw
+    same3 = ((1, 1), ((1, 1), (1, 1)), (1, 1), 1)
     for op in algorithms.OPS:
-        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
-        f2 = "winograd" if numba_enabled() else "gemm"  # its compiled transforms, or none
-        assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == f2
-        assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) == "gemm"
+        # channels-last Winograd from 64 channels, with its compiled transforms: F(4x4) up to 128
+        # channels, F(2x2) from 256; else a GEMM (or MEC for few channels)
+        f4, f2 = ("winograd_nhwc", "winograd_nhwc_f2") if numba_enabled() else ("gemm", "gemm")
+        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), *same3) == f4
+        assert h(op, (8, 128, 28, 28), (128, 128, 3, 3), *same3) == f4
+        assert h(op, (32, 64, 8, 8), (64, 64, 3, 3), *same3) == (f4 if numba_enabled() else "gemm_nhwc")
+        assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), *same3) == f2
+        assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), *same3) == (f2 if numba_enabled() else "gemm_nhwc")
+        assert h(op, (64, 16, 32, 32), (16, 16, 3, 3), *same3) == "mec"
+        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2), 1) == "gemm"  # dilated
         with use_numba_disabled():
-            assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 1) != "winograd"
+            assert not h(op, (8, 256, 14, 14), (256, 256, 3, 3), *same3).startswith("winograd")
         assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) == "fft"
         assert h(op, (8, 3, 224, 224), (64, 3, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) != "fft"  # 3 channels
         assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (2, 2), ((3, 3), (3, 3)), (1, 1), 1) != "fft"  # strided
@@ -237,7 +245,8 @@ def test_heuristic_choices():
 
 def test_names():
     assert algorithms.names()[0] == "auto"
-    assert {"gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "direct_depthwise", "fft"} <= set(algorithms.names())
+    assert {"gemm", "gemm_nhwc", "mec", "winograd", "winograd_f4", "winograd_nhwc", "winograd_nhwc_f2",
+            "direct_depthwise", "fft"} <= set(algorithms.names())
 
 
 BIAS_CONFIGS = CONFIGS + [

@@ -177,15 +177,19 @@ def test_float64_gradients_through_conv2d(rng, name, engine):
 
 def test_heuristic_sends_small_layers_here():
     from atrous.kernels import algorithms
+    from atrous.kernels._numba import enabled as numba_enabled
 
     h = algorithms.heuristic
     pad = ((1, 1), (1, 1))
     for op in algorithms.OPS:
-        assert h(op, (32, 64, 16, 16), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
+        # 3x3 stride 1 with 64+ channels goes to Winograd where its compiled transforms exist
+        wino = "winograd_nhwc" if numba_enabled() else "gemm_nhwc"
+        assert h(op, (32, 64, 16, 16), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == wino
+        assert h(op, (32, 64, 16, 16), (64, 64, 5, 5), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (32, 64, 8, 8), (128, 64, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
         assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"
-        assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # many channels
-        assert h(op, (32, 64, 32, 32), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # large images
+        assert h(op, (8, 512, 7, 7), (512, 512, 5, 5), (1, 1), pad, (1, 1), 1) == "gemm"  # many channels
+        assert h(op, (32, 64, 32, 32), (64, 64, 5, 5), (1, 1), pad, (1, 1), 1) == "gemm"  # large images
         assert h(op, (32, 16, 16, 16), (32, 16, 1, 1), (2, 2), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"
     # an RGB input layer: runs of 3*3 values are too short; its input gradient (64 channels) is not
     assert h("forward", (32, 3, 16, 16), (64, 3, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"

@@ -94,7 +94,7 @@ def test_heuristic_sends_cifar_sized_layers_here():
         assert h(op, (32, 16, 32, 32), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "mec"
         assert h(op, (32, 32, 16, 16), (32, 32, 3, 3), (1, 1), pad, (1, 1), 1) == "mec"
         assert h(op, (32, 16, 32, 32), (32, 16, 3, 3), (2, 2), pad, (1, 1), 1) == "mec"
-        assert h(op, (32, 64, 8, 8), (64, 64, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm_nhwc"  # 64 channels
+        assert h(op, (32, 64, 8, 8), (64, 64, 3, 3), (2, 2), pad, (1, 1), 1) == "gemm_nhwc"  # 64 channels
         assert h(op, (8, 16, 112, 112), (16, 16, 3, 3), (1, 1), pad, (1, 1), 1) == "gemm"  # wide images
         assert h(op, (8, 16, 32, 32), (16, 16, 3, 3), (1, 1), pad, (2, 2), 1) != "mec"  # dilated rows
         assert h(op, (32, 16, 32, 32), (16, 16, 1, 1), (1, 1), ((0, 0), (0, 0)), (1, 1), 1) == "gemm"

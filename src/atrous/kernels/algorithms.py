@@ -18,6 +18,10 @@ and each applies to some convolutions only:
     'winograd'                3x3, stride 1, dilation 1, groups 1: F(2x2, 3x3)
     'winograd_f4'             the same convolutions: F(4x4, 3x3) (fewer multiplications, larger
                               rounding error; see benchmarks/conv_accuracy.py)
+    'winograd_nhwc'           the same convolutions: F(4x4, 3x3) on channels-last tiles, every
+                              transform vectorised over channels (``kernels.winograd_nhwc``);
+                              y comes back channels last
+    'winograd_nhwc_f2'        the same, F(2x2, 3x3)
     'direct_depthwise'        groups == input channels, one input channel per group (any
                               channel multiplier): ``kernels.depthwise``, when it is installed
     'fft'                     stride 1, groups 1, kernels larger than 1x1: overlap-save FFT
@@ -42,7 +46,7 @@ import time
 from ..backend import config
 from ..layout import add_per_channel_, channels_last_order
 from ._numba import enabled as numba_enabled
-from . import conv_gemm, conv_nhwc, fft, mec, winograd
+from . import conv_gemm, conv_nhwc, fft, mec, winograd, winograd_nhwc
 
 OPS = ("forward", "input_grad", "weight_grad")
 AUTO = "auto"
@@ -131,6 +135,23 @@ class Winograd(Algorithm):
         return winograd.weight_grad(x, gy, padding, self.m)
 
 
+class WinogradNHWC(Algorithm):
+    def __init__(self, name, m):
+        self.name, self.m = name, m
+
+    def applies(self, *geometry):
+        return winograd_nhwc.supports(*geometry)
+
+    def forward(self, x, w, stride, padding, dilation, groups):
+        return winograd_nhwc.forward(x, w, stride, padding, dilation, groups, m=self.m)
+
+    def input_grad(self, gy, w, input_hw, stride, padding, dilation, groups):
+        return winograd_nhwc.input_grad(gy, w, input_hw, stride, padding, dilation, groups, m=self.m)
+
+    def weight_grad(self, x, gy, kernel, stride, padding, dilation, groups):
+        return winograd_nhwc.weight_grad(x, gy, kernel, stride, padding, dilation, groups, m=self.m)
+
+
 class DirectDepthwise(Algorithm):
     name = "direct_depthwise"
     fuses_bias = True
@@ -164,7 +185,8 @@ class FFT(Engine):
 
 ALGORITHMS = {
     a.name: a
-    for a in (Gemm(), Engine("gemm_nhwc", conv_nhwc), Engine("mec", mec), Winograd("winograd", 2), Winograd("winograd_f4", 4), DirectDepthwise(), FFT())
+    for a in (Gemm(), Engine("gemm_nhwc", conv_nhwc), Engine("mec", mec), Winograd("winograd", 2), Winograd("winograd_f4", 4),
+              WinogradNHWC("winograd_nhwc", 4), WinogradNHWC("winograd_nhwc_f2", 2), DirectDepthwise(), FFT())
 }
 
 
@@ -208,14 +230,17 @@ def _key(op, x_shape, w_shape, dtype, stride, padding, dilation, groups, channel
 
 
 # ----- the heuristic -------------------------------------------------------------------------
-# Winograd's transforms are memory-bound passes that pay off only where they are small next to
-# the GEMMs they shorten: many channels on both sides, and enough pixels that the 4x4 tiles are
-# well filled. Measured with 2 threads and the compiled transforms (benchmarks/conv_layers.py):
-# F(2x2,3x3) forward+backward 0.85-0.89x GEMM's time on (8, 256, 14, 14) x 256; 1.1-1.7x on the
-# 56/28-pixel layers (64/128 channels) and about 2x at 7x7. F(4x4,3x3) never beat both GEMM
-# layouts. Without numba the NumPy transforms are slower still, so the heuristic then keeps GEMM.
-WINOGRAD_MIN_CHANNELS = 256
-WINOGRAD_MIN_PIXELS = 100
+# Winograd on channels-last tiles (``kernels.winograd_nhwc``) vectorises its transforms over the
+# channels, which pays off from 64 channels on both sides: with 2 threads and numba
+# (benchmarks/conv_layers.py --algorithm winograd_nhwc), forward+backward took 0.6-0.9x PyTorch's
+# time on the 28- and 14-pixel ResNet layers where GEMM took 0.9-1.2x, and 1.1x on the 56-pixel
+# one against GEMM's 1.2-1.7x. Below 64 channels its per-tile loops are too short (a
+# 16-channel CIFAR layer ran 2x slower than MEC). F(4x4) wins up to 128 channels (fewer values
+# transformed per output pixel); from 256 channels the GEMMs dominate, and F(2x2)'s four times
+# as many tiles make better-shaped ones (0.8 vs 0.9x PyTorch at 14x14, 1.0 vs 1.1x at 7x7).
+# The NCHW Winograd module stays for forcing and as a second reference.
+WINOGRAD_MIN_CHANNELS = 64
+WINOGRAD_F2_MIN_CHANNELS = 256
 # Channels-last columns win where the images are small: im2col's copies of NCHW runs of OW
 # values get slow and the GEMMs are short. With 2 threads (benchmarks/conv_layers.py, CIFAR
 # ResNet layers at batch 32) forward+backward took 0.45-0.6x 'gemm''s time at 8x8 and 0.8x at
@@ -255,9 +280,9 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups, channels_
     if (ALGORITHMS["fft"].applies(*geometry) and w_shape[2] * w_shape[3] >= FFT_MIN_TAPS
             and min(x_shape[1], w_shape[0]) >= FFT_MIN_CHANNELS):
         return "fft"
-    if (ALGORITHMS["winograd"].applies(*geometry) and min(x_shape[1], w_shape[0]) >= WINOGRAD_MIN_CHANNELS
-            and x_shape[2] * x_shape[3] >= WINOGRAD_MIN_PIXELS and numba_enabled()):
-        return "winograd"
+    channels = min(x_shape[1], w_shape[0])
+    if ALGORITHMS["winograd_nhwc"].applies(*geometry) and channels >= WINOGRAD_MIN_CHANNELS and numba_enabled():
+        return "winograd_nhwc_f2" if channels >= WINOGRAD_F2_MIN_CHANNELS else "winograd_nhwc"
     pointwise = tuple(w_shape[2:]) == (1, 1)
     # the channels its im2col copies: x's, or gy's for the input gradient
     copied = w_shape[0] if op == "input_grad" else x_shape[1]
