@@ -21,6 +21,8 @@ CONFIGS = [
     ((2, 3, 9, 8), (6, 1, 3, 3), (2, 1), ((1, 0), (1, 1)), (1, 2), 3),  # multiplier 2, strided, dilated
     ((2, 4, 7, 7), (4, 2, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 2),  # grouped: GEMM only
     ((2, 3, 7, 7), (4, 3, 5, 5), (2, 2), ((2, 2), (2, 2)), (1, 1), 1),  # 5x5 strided: GEMM only
+    ((2, 4, 8, 6), (5, 4, 3, 3), (1, 1), ((2, 2), (2, 0)), (2, 2), 1),  # dilated, splits into phases
+    ((2, 4, 9, 6), (4, 2, 3, 2), (1, 1), ((3, 0), (2, 2)), (3, 2), 2),  # grouped, dilated, phases
 ]
 
 
@@ -74,6 +76,9 @@ def _meant_for(name, cfg):
         return groups == 1 and dilation[0] == 1
     if name == "fft":
         return groups == 1 and stride == (1, 1) and w_shape[2:] != (1, 1)
+    if name == "space_to_batch":
+        return stride == (1, 1) and dilation != (1, 1) and all(
+            n % d == 0 and lo % d == 0 and hi % d == 0 for n, d, (lo, hi) in zip(x_shape[2:], dilation, padding))
     return w_shape[2:] == (3, 3) and stride == (1, 1) and dilation == (1, 1) and groups == 1
 
 
@@ -235,7 +240,11 @@ def test_heuristic_choices():
         assert h(op, (8, 256, 14, 14), (256, 256, 3, 3), *same3) == f2
         assert h(op, (8, 512, 7, 7), (512, 512, 3, 3), *same3) == (f2 if numba_enabled() else "gemm_nhwc")
         assert h(op, (64, 16, 32, 32), (16, 16, 3, 3), *same3) == "mec"
-        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), ((2, 2), (2, 2)), (2, 2), 1) == "gemm"  # dilated
+        # dilated: its phases through Winograd where they split evenly, else a GEMM
+        dil = ((2, 2), (2, 2)), (2, 2), 1
+        assert h(op, (8, 64, 56, 56), (64, 64, 3, 3), (1, 1), *dil) == ("space_to_batch" if numba_enabled() else "gemm")
+        assert h(op, (8, 64, 55, 56), (64, 64, 3, 3), (1, 1), *dil) == "gemm"  # an odd height
+        assert h(op, (8, 16, 56, 56), (16, 16, 3, 3), (1, 1), *dil) == "gemm"  # too few channels
         with use_numba_disabled():
             assert not h(op, (8, 256, 14, 14), (256, 256, 3, 3), *same3).startswith("winograd")
         assert h(op, (8, 64, 56, 56), (64, 64, 7, 7), (1, 1), ((3, 3), (3, 3)), (1, 1), 1) == "fft"

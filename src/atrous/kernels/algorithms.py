@@ -22,6 +22,9 @@ and each applies to some convolutions only:
                               transform vectorised over channels (``kernels.winograd_nhwc``);
                               y comes back channels last
     'winograd_nhwc_f2'        the same, F(2x2, 3x3)
+    'space_to_batch'          dilated, stride 1, sizes and paddings multiples of the dilation:
+                              the input's phases as one batch through an undilated convolution
+                              (``kernels.space_to_batch``; TensorFlow's atrous_conv2d)
     'direct_depthwise'        groups == input channels, one input channel per group (any
                               channel multiplier): ``kernels.depthwise``, when it is installed
     'fft'                     stride 1, groups 1, kernels larger than 1x1: overlap-save FFT
@@ -46,7 +49,7 @@ import time
 from ..backend import config
 from ..layout import add_per_channel_, channels_last_order
 from ._numba import enabled as numba_enabled
-from . import conv_gemm, conv_nhwc, fft, mec, winograd, winograd_nhwc
+from . import conv_gemm, conv_nhwc, fft, mec, space_to_batch, winograd, winograd_nhwc
 
 OPS = ("forward", "input_grad", "weight_grad")
 AUTO = "auto"
@@ -186,7 +189,8 @@ class FFT(Engine):
 ALGORITHMS = {
     a.name: a
     for a in (Gemm(), Engine("gemm_nhwc", conv_nhwc), Engine("mec", mec), Winograd("winograd", 2), Winograd("winograd_f4", 4),
-              WinogradNHWC("winograd_nhwc", 4), WinogradNHWC("winograd_nhwc_f2", 2), DirectDepthwise(), FFT())
+              WinogradNHWC("winograd_nhwc", 4), WinogradNHWC("winograd_nhwc_f2", 2), DirectDepthwise(), FFT(),
+              Engine("space_to_batch", space_to_batch))
 }
 
 
@@ -281,7 +285,10 @@ def heuristic(op, x_shape, w_shape, stride, padding, dilation, groups, channels_
             and min(x_shape[1], w_shape[0]) >= FFT_MIN_CHANNELS):
         return "fft"
     channels = min(x_shape[1], w_shape[0])
-    if ALGORITHMS["winograd_nhwc"].applies(*geometry) and channels >= WINOGRAD_MIN_CHANNELS and numba_enabled():
+    winograd_ok = groups == 1 and tuple(w_shape[2:]) == (3, 3) and channels >= WINOGRAD_MIN_CHANNELS and numba_enabled()
+    if winograd_ok and ALGORITHMS["space_to_batch"].applies(*geometry):
+        return "space_to_batch"  # its phases are undilated 3x3 convolutions: Winograd's
+    if winograd_ok and ALGORITHMS["winograd_nhwc"].applies(*geometry):
         return "winograd_nhwc_f2" if channels >= WINOGRAD_F2_MIN_CHANNELS else "winograd_nhwc"
     pointwise = tuple(w_shape[2:]) == (1, 1)
     # the channels its im2col copies: x's, or gy's for the input gradient
