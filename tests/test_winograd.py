@@ -14,7 +14,8 @@ from atrous.kernels import conv_gemm, winograd
 from atrous.kernels.algorithms import use_algorithm
 from gradcheck import check_gradients
 
-TILES = [(2, "winograd"), (4, "winograd_f4")]
+# the algorithm names behind conv2d, NCHW and channels-last tiles (kernels.winograd_nhwc)
+TILES = [(2, "winograd"), (4, "winograd_f4"), (2, "winograd_nhwc_f2"), (4, "winograd_nhwc")]
 
 
 # ----- independent references -----------------------------------------------------------------
@@ -135,14 +136,15 @@ def test_supports_only_3x3_stride1():
 @given(
     n=st.integers(1, 3), c=st.integers(1, 5), o=st.integers(1, 5),
     h=st.integers(3, 11), w=st.integers(3, 11), p=st.integers(0, 2),
-    transposed_input=st.booleans(), data=st.data(),
+    layout=st.sampled_from(["nchw", "transposed", "channels_last"]), data=st.data(),
 )
-def test_conv2d_forced_winograd_vs_torch(torch, m, name, n, c, o, h, w, p, transposed_input, data):
+def test_conv2d_forced_winograd_vs_torch(torch, m, name, n, c, o, h, w, p, layout, data):
     rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
-    if transposed_input:  # a non-contiguous input
-        x = rng.standard_normal((n, c, w, h)).astype(np.float32).transpose(0, 1, 3, 2)
-    else:
-        x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
+    if layout == "transposed":  # a non-contiguous input
+        x = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
+    elif layout == "channels_last":
+        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
     wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
     b = rng.standard_normal(o).astype(np.float32)
     X, W, B = (Tensor(np.array(a), requires_grad=True) for a in (x, wt, b))

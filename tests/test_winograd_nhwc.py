@@ -1,24 +1,17 @@
 """Winograd on channels-last tiles (``kernels.winograd_nhwc``): its three operations against the
 direct convolution written in test_winograd (float64) and the GEMM path (float32), on both its
 compiled and NumPy transforms, each compiled transform against the NumPy one, the channels-last
-output, chunking, conv2d forced onto it against PyTorch, and float64 finite differences."""
+output, and chunking."""
 import numpy as np
 import pytest
-from hypothesis import given, settings
-from hypothesis import strategies as st
 
 import atrous
-import atrous.functional as F
-from atrous import Tensor
 from atrous.kernels import conv_gemm, winograd_nhwc
 from atrous.kernels._numba import enabled as numba_enabled
 from atrous.kernels._numba import use_numba_disabled
-from atrous.kernels.algorithms import use_algorithm
 from atrous.layout import channels_last_order
-from gradcheck import check_gradients
 from test_winograd import CASES, direct_conv, direct_grads
 
-TILES = [(2, "winograd_nhwc_f2"), (4, "winograd_nhwc")]
 PATHS = ["compiled", "numpy"]
 
 
@@ -133,43 +126,5 @@ def test_supports_only_3x3_stride1():
     assert not winograd_nhwc.supports((2, 3, 8, 8), (3, 1, 3, 3), (1, 1), ((1, 1), (1, 1)), (1, 1), 3)
     assert not winograd_nhwc.supports((2, 3, 8, 8), (4, 3, 5, 5), *ok)
 
-
-# ----- through the public ops, against PyTorch and finite differences --------------------------
-@pytest.mark.parametrize("m,name", TILES)
-@settings(max_examples=12)
-@given(
-    n=st.integers(1, 3), c=st.integers(1, 9), o=st.integers(1, 9),
-    h=st.integers(3, 13), w=st.integers(3, 13), p=st.integers(0, 2),
-    layout=st.sampled_from(["nchw", "transposed", "channels_last"]), data=st.data(),
-)
-def test_conv2d_forced_vs_torch(torch, m, name, n, c, o, h, w, p, layout, data):
-    rng = np.random.default_rng(data.draw(st.integers(0, 2**31)))
-    x = rng.standard_normal((n, c, h, w)).astype(np.float32)
-    if layout == "transposed":  # a non-contiguous input
-        x = np.ascontiguousarray(x.transpose(0, 1, 3, 2)).transpose(0, 1, 3, 2)
-    elif layout == "channels_last":
-        x = np.ascontiguousarray(x.transpose(0, 2, 3, 1)).transpose(0, 3, 1, 2)
-    wt = rng.standard_normal((o, c, 3, 3)).astype(np.float32)
-    b = rng.standard_normal(o).astype(np.float32)
-    X, W, B = (Tensor(a, requires_grad=True) for a in (x, wt, b))
-    with use_algorithm(name):
-        y = F.conv2d(X, W, B, padding=p)
-        gy = rng.standard_normal(y.shape).astype(np.float32)
-        y.backward(gy)
-    tx, tw, tb = (torch.tensor(np.array(a), requires_grad=True) for a in (x, wt, b))
-    ty = torch.nn.functional.conv2d(tx, tw, tb, padding=p)
-    ty.backward(torch.from_numpy(gy))
-    tol = 2e-5 if m == 2 else 1e-4
-    for got, ref in ((y.data, ty), (X.grad, tx.grad), (W.grad, tw.grad), (B.grad, tb.grad)):
-        ref = ref.detach().numpy()
-        np.testing.assert_allclose(got, ref, rtol=0, atol=tol * max(1.0, np.abs(ref).max()))
-
-
-@pytest.mark.parametrize("name", [n for _, n in TILES])
-@pytest.mark.parametrize("padding", [0, 1, "same"])
-def test_finite_differences(name, padding, rng):
-    x = rng.standard_normal((2, 2, 5, 6))
-    w = rng.standard_normal((3, 2, 3, 3))
-    b = rng.standard_normal(3)
-    with use_algorithm(name):
-        check_gradients(lambda X, W, B: F.conv2d(X, W, B, padding=padding), x, w, b)
+# conv2d forced onto these algorithms against PyTorch, and float64 finite differences through
+# them: test_winograd.py, whose TILES name them too.

@@ -269,12 +269,10 @@ def forward(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), grou
     """y = conv2d(x, w) (N, O, OH, OW), a 3x3 stride-1 kernel, by F(m x m, 3x3) on channels-last
     tiles; y's memory is channels last (``atrous.layout``).
 
-    >>> x, w = np.ones((1, 1, 4, 4)), np.ones((1, 1, 3, 3))
-    >>> forward(x, w, padding=((1, 1), (1, 1)))[0, 0]
-    array([[4., 6., 6., 4.],
-           [6., 9., 9., 6.],
-           [6., 9., 9., 6.],
-           [4., 6., 6., 4.]])
+    >>> x, w = np.ones((2, 3, 5, 5)), np.ones((4, 3, 3, 3))
+    >>> y = forward(x, w, padding=((1, 1), (1, 1)))
+    >>> y.shape, y.strides[1], y[0, 0, 0].round(6).tolist()  # channels innermost; 3 channels x 4 or 6 taps
+    ((2, 4, 5, 5), 8, [12.0, 18.0, 18.0, 18.0, 12.0])
     """
     xp = get_array_module(x, w)
     N, C, H, W = x.shape
