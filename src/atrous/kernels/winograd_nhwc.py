@@ -265,6 +265,20 @@ def _plan(x_shape, out_hw, out_channels, m, itemsize):
     return TH, TW, conv_gemm.chunk_size(N, 1, per_image, itemsize)
 
 
+def _transformed_chunks(x, padding, out_hw, out_channels, m):
+    """Yield (n0, n1, (TH, TW, T), V) per chunk of images: V (a*a, T, C), the transformed tiles
+    of x[n0:n1] (T = (n1-n0)*TH*TW), a view of one buffer reused by every chunk."""
+    xp = get_array_module(x)
+    C, a = x.shape[1], m + 2
+    TH, TW, chunk = _plan(x.shape, out_hw, out_channels, m, x.dtype.itemsize)
+    xc, pads = winograd._padded_input(x, padding, out_hw, m)
+    V = _tap_rows(xp, a, chunk * TH * TW * C, x.dtype)
+    for n0, n1, xpad in padded_chunks(xc, pads, chunk):
+        T = (n1 - n0) * TH * TW
+        _transform(_input_transform_nb, _input_transform_np, xpad, m, TH, TW, V)
+        yield n0, n1, (TH, TW, T), V[:, : T * C].reshape(a * a, T, C)
+
+
 def forward(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), groups=1, m=4):
     """y = conv2d(x, w) (N, O, OH, OW), a 3x3 stride-1 kernel, by F(m x m, 3x3) on channels-last
     tiles; y's memory is channels last (``atrous.layout``).
@@ -279,18 +293,14 @@ def forward(x, w, stride=(1, 1), padding=((0, 0), (0, 0)), dilation=(1, 1), grou
     O = w.shape[0]
     OH, OW = output_size((H, W), (3, 3), (1, 1), padding)
     y = xp.empty((N, OH, OW, O), dtype=x.dtype)
-    if N > 0:
-        a = m + 2
-        TH, TW, chunk = _plan(x.shape, (OH, OW), O, m, x.dtype.itemsize)
-        xc, pads = winograd._padded_input(x, padding, (OH, OW), m)
-        U = winograd.filter_transform(w.astype(x.dtype, copy=False), m).transpose(0, 2, 1)  # (a*a, C, O)
-        V = _tap_rows(xp, a, chunk * TH * TW * C, x.dtype)
-        M = _tap_rows(xp, a, chunk * TH * TW * O, x.dtype)
-        for n0, n1, xpad in padded_chunks(xc, pads, chunk):
-            T = (n1 - n0) * TH * TW
-            _transform(_input_transform_nb, _input_transform_np, xpad, m, TH, TW, V)
-            xp.matmul(V[:, : T * C].reshape(a * a, T, C), U, out=M[:, : T * O].reshape(a * a, T, O))
-            _transform(_output_transform_nb, _output_transform_np, M, m, TH, TW, y[n0:n1])
+    a = m + 2
+    U = winograd.filter_transform(w.astype(x.dtype, copy=False), m).transpose(0, 2, 1)  # (a*a, C, O)
+    M = None
+    for n0, n1, (TH, TW, T), V in _transformed_chunks(x, padding, (OH, OW), O, m):
+        if M is None:
+            M = _tap_rows(xp, a, V.shape[1] * O, x.dtype)  # sized by the first (largest) chunk
+        xp.matmul(V, U, out=M[:, : T * O].reshape(a * a, T, O))
+        _transform(_output_transform_nb, _output_transform_np, M, m, TH, TW, y[n0:n1])
     return y.transpose(0, 3, 1, 2)
 
 
@@ -309,19 +319,15 @@ def weight_grad(x, gy, kernel=(3, 3), stride=(1, 1), padding=((0, 0), (0, 0)), d
     if N == 0:
         return xp.zeros((O, C, 3, 3), dtype=x.dtype)
     a = m + 2
-    TH, TW, chunk = _plan(x.shape, (OH, OW), O, m, x.dtype.itemsize)
-    xc, pads = winograd._padded_input(x, padding, (OH, OW), m)
-    V = _tap_rows(xp, a, chunk * TH * TW * C, x.dtype)
-    dM = _tap_rows(xp, a, chunk * TH * TW * O, x.dtype)
-    gpad = xp.zeros((chunk, TH * m, TW * m, O), dtype=x.dtype)  # gy's tiles, zero beyond OH, OW
-    dU = None
-    for n0, n1, xpad in padded_chunks(xc, pads, chunk):
+    dM = gpad = dU = None
+    for n0, n1, (TH, TW, T), V in _transformed_chunks(x, padding, (OH, OW), O, m):
         nb = n1 - n0
-        T = nb * TH * TW
+        if dM is None:  # sized by the first (largest) chunk
+            dM = _tap_rows(xp, a, T * O, x.dtype)
+            gpad = xp.zeros((nb, TH * m, TW * m, O), dtype=x.dtype)  # gy's tiles, zero beyond OH, OW
         gpad[:nb, :OH, :OW] = gy[n0:n1].transpose(0, 2, 3, 1)
-        _transform(_input_transform_nb, _input_transform_np, xpad, m, TH, TW, V)
         _transform(_grad_transform_nb, _grad_transform_np, gpad[:nb], m, TH, TW, dM)
-        part = xp.matmul(dM[:, : T * O].reshape(a * a, T, O).transpose(0, 2, 1), V[:, : T * C].reshape(a * a, T, C))
+        part = xp.matmul(dM[:, : T * O].reshape(a * a, T, O).transpose(0, 2, 1), V)
         if dU is None:
             dU = part
         else:
